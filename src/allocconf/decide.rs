@@ -1,0 +1,518 @@
+//! The normalization decision: given what a process sees (its switches, its
+//! command line, the inherited marker, the allocator variables), what the
+//! library does. Pure: the constructor applies the result, `check` prints it.
+
+use super::marker::{Marker, fingerprint};
+use super::parse::{ParseError, Parsed, key_words, parse};
+use super::quote::{MESSAGE_LIMIT, quote};
+use super::sleep::memory_pool_flag;
+use super::tokenizer::Dialect;
+use crate::runtime::RuntimeSpec;
+
+/// What the process looks like to the constructor.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    /// `NPU_ALLOC_SHIM_DISABLE=1`.
+    pub disabled: bool,
+    /// `NPU_ALLOC_SHIM_NORMALIZE=0`.
+    pub normalize_off: bool,
+    /// The kernel set AT_SECURE (setuid/setgid/capabilities).
+    pub secure: bool,
+    pub argv: Vec<Vec<u8>>,
+    /// The inherited marker variable.
+    pub marker: Option<Vec<u8>>,
+    /// The runtime-specific variable (`PYTORCH_NPU_ALLOC_CONF`).
+    pub specific: Option<Vec<u8>>,
+    /// The generic variable (`PYTORCH_ALLOC_CONF`).
+    pub generic: Option<Vec<u8>>,
+}
+
+/// Which rule decided (numbered as in README's normalization table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    Disabled,
+    NormalizeOff,
+    Secure,
+    MemoryPool,
+    InheritedKept,
+    InheritedApplied,
+    InheritedChanged,
+    Unset,
+    HasKey,
+    Conflict,
+    Invalid,
+    Append,
+    BothSet,
+}
+
+impl Rule {
+    /// Stable name used in recordings and `check --json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Disabled => "disabled",
+            Rule::NormalizeOff => "normalize-off",
+            Rule::Secure => "secure",
+            Rule::MemoryPool => "memory-pool",
+            Rule::InheritedKept => "inherited-kept",
+            Rule::InheritedApplied => "inherited-applied",
+            Rule::InheritedChanged => "inherited-changed",
+            Rule::Unset => "unset",
+            Rule::HasKey => "has-key",
+            Rule::Conflict => "conflict",
+            Rule::Invalid => "invalid",
+            Rule::Append => "append",
+            Rule::BothSet => "both-set",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Warn,
+    Info,
+    Debug,
+}
+
+/// What to do to the environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write `value` into `var`.
+    Set { var: &'static str, value: Vec<u8> },
+    /// Leave the variables alone and tell children to do the same.
+    Keep,
+    /// Touch nothing, not even the marker.
+    Nothing,
+}
+
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub rule: Rule,
+    pub action: Action,
+    pub level: Level,
+    /// One line, without the `npu-alloc-shim:` prefix.
+    pub message: String,
+}
+
+impl Decision {
+    fn new(rule: Rule, action: Action, level: Level, message: String) -> Self {
+        Decision {
+            rule,
+            action,
+            level,
+            message,
+        }
+    }
+
+    /// The marker children should inherit, if this decision sets one.
+    pub fn marker(&self) -> Option<Marker> {
+        match &self.action {
+            Action::Set { var, value } => Some(Marker::Set {
+                var: (*var).to_owned(),
+                hash: fingerprint(value),
+            }),
+            Action::Keep => Some(Marker::Kept),
+            Action::Nothing => None,
+        }
+    }
+
+    /// The class `check` reports through its exit status.
+    pub fn verdict(&self) -> Verdict {
+        match (&self.action, self.level) {
+            (Action::Set { .. }, _) => Verdict::WouldChange,
+            (_, Level::Warn) => Verdict::Refused,
+            _ => Verdict::Unchanged,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    WouldChange,
+    Unchanged,
+    Refused,
+}
+
+pub fn decide(spec: &RuntimeSpec, facts: &Facts) -> Decision {
+    use Action::{Keep, Nothing};
+    if facts.disabled {
+        return Decision::new(
+            Rule::Disabled,
+            Nothing,
+            Level::Debug,
+            "disabled by NPU_ALLOC_SHIM_DISABLE=1".into(),
+        );
+    }
+    if facts.secure {
+        return Decision::new(
+            Rule::Secure,
+            Nothing,
+            Level::Debug,
+            "secure-execution process: inert".into(),
+        );
+    }
+    if facts.normalize_off {
+        let message = format!("{} left alone: NPU_ALLOC_SHIM_NORMALIZE=0", spec.conf_var);
+        return Decision::new(Rule::NormalizeOff, Nothing, Level::Debug, message);
+    }
+    if let Some(flag) = memory_pool_flag(&facts.argv) {
+        let message = format!(
+            "{} left alone: {} pools device memory itself and refuses expandable segments",
+            spec.conf_var,
+            quote(flag.as_bytes(), MESSAGE_LIMIT)
+        );
+        return Decision::new(Rule::MemoryPool, Keep, Level::Info, message);
+    }
+    if let Some(decision) = follow_parent(spec, facts) {
+        return decision;
+    }
+    match (&facts.specific, &facts.generic) {
+        (Some(_), Some(_)) => {
+            let message = format!(
+                "both {} and {} are set; newer torch_npu refuses that, older ones ignore {}: left alone, set only one of them",
+                spec.conf_var, spec.generic_conf_var, spec.generic_conf_var
+            );
+            Decision::new(Rule::BothSet, Keep, Level::Warn, message)
+        }
+        (Some(value), None) => decide_value(spec, spec.conf_var, Some(value)),
+        (None, Some(value)) => decide_value(spec, spec.generic_conf_var, Some(value)),
+        (None, None) => decide_value(spec, spec.conf_var, None),
+    }
+}
+
+/// Rule 3: children follow the decision their parent recorded.
+fn follow_parent(spec: &RuntimeSpec, facts: &Facts) -> Option<Decision> {
+    let marker = Marker::parse(facts.marker.as_deref()?)?;
+    let decision = match marker {
+        Marker::Kept => Decision::new(
+            Rule::InheritedKept,
+            Action::Nothing,
+            Level::Debug,
+            format!("{} left alone: a parent process decided so", spec.conf_var),
+        ),
+        Marker::Set { var, hash } => {
+            let current = if var == spec.conf_var {
+                facts.specific.as_deref()
+            } else if var == spec.generic_conf_var {
+                facts.generic.as_deref()
+            } else {
+                return None;
+            };
+            if current.map(fingerprint) == Some(hash) {
+                Decision::new(
+                    Rule::InheritedApplied,
+                    Action::Nothing,
+                    Level::Debug,
+                    format!("{var} already applied"),
+                )
+            } else {
+                let message =
+                    format!("{var} was changed after a parent process set it: left as changed");
+                Decision::new(
+                    Rule::InheritedChanged,
+                    Action::Nothing,
+                    Level::Debug,
+                    message,
+                )
+            }
+        }
+    };
+    Some(decision)
+}
+
+fn is_blank(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+}
+
+/// Rules 4 to 8 for the one variable the backend will read.
+fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) -> Decision {
+    let pair = format!("{}:{}", spec.enable_key, spec.enable_value);
+    let value = match value {
+        Some(value) if !is_blank(value) => value,
+        _ => {
+            let was = value.map_or_else(
+                || "was unset".to_owned(),
+                |v| format!("was {}", quote(v, MESSAGE_LIMIT)),
+            );
+            let message = format!("{var}={pair} ({was})");
+            let action = Action::Set {
+                var,
+                value: pair.into_bytes(),
+            };
+            return Decision::new(Rule::Unset, action, Level::Info, message);
+        }
+    };
+    let shown = quote(value, MESSAGE_LIMIT);
+    let keys: Vec<Vec<u8>> = Dialect::ALL
+        .iter()
+        .flat_map(|&d| key_words(value, d))
+        .collect();
+    if keys.iter().any(|k| k == spec.enable_key.as_bytes()) {
+        let message = format!(
+            "{var}={shown} already names {}: left alone",
+            spec.enable_key
+        );
+        return Decision::new(Rule::HasKey, Action::Keep, Level::Debug, message);
+    }
+    if let Some(conflict) = spec
+        .conflict_keys
+        .iter()
+        .find(|c| keys.iter().any(|k| k == c.as_bytes()))
+    {
+        let message = format!(
+            "{var}={shown} sets {conflict}, which torch_npu refuses together with {pair}: left alone. \
+             Expandable segments avoid the fragmentation {conflict} works around; to use them, remove {conflict} \
+             (or set NPU_ALLOC_SHIM_NORMALIZE=0 to silence this)"
+        );
+        return Decision::new(Rule::Conflict, Action::Keep, Level::Warn, message);
+    }
+    let parsed: Result<Parsed, ParseError> = parse(value, Dialect::Lenient, spec.keys);
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            let message = format!("{var}={shown} does not parse ({error}): left alone");
+            return Decision::new(Rule::Invalid, Action::Keep, Level::Warn, message);
+        }
+    };
+    let separator = if parsed.ends_with_comma { "" } else { "," };
+    let mut new_value = value.clone();
+    new_value.extend_from_slice(separator.as_bytes());
+    new_value.extend_from_slice(pair.as_bytes());
+    let mut message = format!(
+        "{var}={} (was {shown})",
+        quote(&new_value, MESSAGE_LIMIT + pair.len() + 1)
+    );
+    if let Err(error) = parse(value, Dialect::Strict, spec.keys) {
+        message.push_str(&format!(
+            "; note: older torch_npu rejects this value already ({error})"
+        ));
+    }
+    Decision::new(
+        Rule::Append,
+        Action::Set {
+            var,
+            value: new_value,
+        },
+        Level::Info,
+        message,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::npu::SPEC;
+
+    fn facts(specific: Option<&str>) -> Facts {
+        Facts {
+            specific: specific.map(|s| s.as_bytes().to_vec()),
+            ..Facts::default()
+        }
+    }
+
+    fn set_value(decision: &Decision) -> Option<(&'static str, String)> {
+        match &decision.action {
+            Action::Set { var, value } => Some((*var, String::from_utf8_lossy(value).into_owned())),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn unset_empty_and_blank_become_the_pair() {
+        for value in [None, Some(""), Some("  "), Some("\t\n")] {
+            let d = decide(&SPEC, &facts(value));
+            assert_eq!(d.rule, Rule::Unset, "{value:?}");
+            assert_eq!(
+                set_value(&d),
+                Some(("PYTORCH_NPU_ALLOC_CONF", "expandable_segments:True".into()))
+            );
+        }
+    }
+
+    #[test]
+    fn an_existing_key_is_respected_in_any_spelling() {
+        for value in [
+            "expandable_segments:False",
+            " expandable_segments : True ",
+            "page_size:1g,expandable_segments:true",
+        ] {
+            let d = decide(&SPEC, &facts(Some(value)));
+            assert_eq!(
+                (d.rule, &d.action),
+                (Rule::HasKey, &Action::Keep),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_pinned_key_is_another_key() {
+        let d = decide(&SPEC, &facts(Some("pin_memory_expandable_segments:True")));
+        assert_eq!(
+            set_value(&d),
+            Some((
+                "PYTORCH_NPU_ALLOC_CONF",
+                "pin_memory_expandable_segments:True,expandable_segments:True".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn conflicts_are_refused_with_advice() {
+        for value in [
+            "max_split_size_mb:256",
+            "garbage_collection_threshold:0.6,page_size:1g",
+        ] {
+            let d = decide(&SPEC, &facts(Some(value)));
+            assert_eq!(
+                (d.rule, d.level, d.verdict()),
+                (Rule::Conflict, Level::Warn, Verdict::Refused)
+            );
+            assert!(d.message.contains("remove"), "{}", d.message);
+        }
+    }
+
+    #[test]
+    fn invalid_values_are_refused_quoting_the_problem() {
+        let d = decide(&SPEC, &facts(Some("bogus:1")));
+        assert_eq!(d.rule, Rule::Invalid);
+        assert!(
+            d.message
+                .contains("Unrecognized CachingAllocator option: bogus"),
+            "{}",
+            d.message
+        );
+        let d = decide(&SPEC, &facts(Some("page_size:2m")));
+        assert_eq!(d.rule, Rule::Invalid);
+    }
+
+    #[test]
+    fn valid_values_get_the_pair_appended() {
+        let d = decide(&SPEC, &facts(Some("page_size:1g")));
+        assert_eq!(
+            set_value(&d),
+            Some((
+                "PYTORCH_NPU_ALLOC_CONF",
+                "page_size:1g,expandable_segments:True".into()
+            ))
+        );
+        let d = decide(&SPEC, &facts(Some("page_size:1g, ")));
+        assert_eq!(
+            set_value(&d),
+            Some((
+                "PYTORCH_NPU_ALLOC_CONF",
+                "page_size:1g, expandable_segments:True".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn the_generic_variable_is_used_when_alone_and_never_both() {
+        let generic = Facts {
+            generic: Some(b"page_size:1g".to_vec()),
+            ..Facts::default()
+        };
+        assert_eq!(
+            set_value(&decide(&SPEC, &generic)),
+            Some((
+                "PYTORCH_ALLOC_CONF",
+                "page_size:1g,expandable_segments:True".into()
+            ))
+        );
+        let both = Facts {
+            generic: Some(b"".to_vec()),
+            specific: Some(b"".to_vec()),
+            ..Facts::default()
+        };
+        let d = decide(&SPEC, &both);
+        assert_eq!((d.rule, d.action), (Rule::BothSet, Action::Keep));
+    }
+
+    #[test]
+    fn switches_come_first() {
+        let base = Facts {
+            argv: vec![b"--enable-sleep-mode".to_vec()],
+            ..Facts::default()
+        };
+        let cases = [
+            (
+                Facts {
+                    disabled: true,
+                    ..base.clone()
+                },
+                Rule::Disabled,
+            ),
+            (
+                Facts {
+                    secure: true,
+                    ..base.clone()
+                },
+                Rule::Secure,
+            ),
+            (
+                Facts {
+                    normalize_off: true,
+                    ..base.clone()
+                },
+                Rule::NormalizeOff,
+            ),
+            (base.clone(), Rule::MemoryPool),
+        ];
+        for (facts, rule) in cases {
+            assert_eq!(decide(&SPEC, &facts).rule, rule);
+        }
+    }
+
+    #[test]
+    fn children_follow_the_marker() {
+        let applied = decide(&SPEC, &facts(None));
+        let marker = applied.marker().unwrap().render().into_bytes();
+        let same = Facts {
+            marker: Some(marker.clone()),
+            ..facts(Some("expandable_segments:True"))
+        };
+        assert_eq!(decide(&SPEC, &same).rule, Rule::InheritedApplied);
+        let removed = Facts {
+            marker: Some(marker.clone()),
+            ..facts(None)
+        };
+        assert_eq!(decide(&SPEC, &removed).rule, Rule::InheritedChanged);
+        let kept = Facts {
+            marker: Some(b"kept".to_vec()),
+            ..facts(None)
+        };
+        assert_eq!(decide(&SPEC, &kept).rule, Rule::InheritedKept);
+        let garbage = Facts {
+            marker: Some(b"zzz".to_vec()),
+            ..facts(None)
+        };
+        assert_eq!(decide(&SPEC, &garbage).rule, Rule::Unset);
+    }
+
+    #[test]
+    fn non_utf8_and_long_values_survive_whole() {
+        let mut value = b"page_size:1g".to_vec();
+        let d = decide(
+            &SPEC,
+            &Facts {
+                specific: Some([value.clone(), vec![0xff]].concat()),
+                ..Facts::default()
+            },
+        );
+        assert_eq!(d.rule, Rule::Invalid);
+        value.extend(std::iter::repeat_n(b' ', 1 << 20));
+        let d = decide(
+            &SPEC,
+            &Facts {
+                specific: Some(value.clone()),
+                ..Facts::default()
+            },
+        );
+        let Action::Set { value: new, .. } = d.action else {
+            panic!("{:?}", d.rule)
+        };
+        assert_eq!(new.len(), value.len() + ",expandable_segments:True".len());
+        assert!(d.message.len() < 1000);
+    }
+}

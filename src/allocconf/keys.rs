@@ -1,0 +1,129 @@
+//! Allocator keys and the rules their values must follow.
+
+/// Which torch_npu lines accept a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Since {
+    /// Every line that knows `expandable_segments` (2.1.0-6.0.rc1 on), 2.5.1 included.
+    Legacy,
+    /// Rejected by 2.5.1, accepted by 2.10.0.post4.
+    Newer,
+    /// Seen only in torch_npu's development branch.
+    Master,
+}
+
+impl Since {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Since::Legacy => "all torch_npu lines (2.5.1 included)",
+            Since::Newer => "newer torch_npu (2.10.0.post4 accepts it, 2.5.1 rejects it)",
+            Since::Master => "torch_npu development branch only",
+        }
+    }
+}
+
+/// The value rule of one key, as torch_npu checks it.
+#[derive(Clone, Copy, Debug)]
+pub enum ValueRule {
+    /// Exactly `True` or `False`.
+    Bool,
+    /// Decimal digits, strictly greater than the bound.
+    MegabytesAbove(u64),
+    /// Decimal digits within an inclusive range.
+    IntRange(u64, u64),
+    /// Decimal digits.
+    UnsignedInt,
+    /// A number with 0 < x < 1.
+    OpenFraction,
+    /// A number with 0 <= x <= 1.
+    ClosedFraction,
+    /// One literal word.
+    Literal(&'static str),
+    /// `N` (power of two or 0) or a list `[256:1,512:2,>:8]`.
+    RoundupDivisions,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct KeySpec {
+    pub name: &'static str,
+    pub rule: ValueRule,
+    pub since: Since,
+}
+
+impl KeySpec {
+    pub const fn new(name: &'static str, rule: ValueRule, since: Since) -> Self {
+        KeySpec { name, rule, since }
+    }
+}
+
+pub fn find<'a>(keys: &'a [KeySpec], name: &[u8]) -> Option<&'a KeySpec> {
+    keys.iter().find(|k| k.name.as_bytes() == name)
+}
+
+fn digits(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+fn number(text: &[u8]) -> Option<f64> {
+    let value: f64 = std::str::from_utf8(text).ok()?.parse().ok()?;
+    value.is_finite().then_some(value)
+}
+
+/// Checks a scalar value; returns the reason it is refused.
+pub fn check_scalar(rule: ValueRule, key: &str, text: &[u8]) -> Result<(), String> {
+    let shown = String::from_utf8_lossy(text);
+    match rule {
+        ValueRule::Bool => match text {
+            b"True" | b"False" => Ok(()),
+            _ => Err(format!(
+                "Expected a single True/False argument for {key} (got \"{shown}\")"
+            )),
+        },
+        ValueRule::MegabytesAbove(min) => match digits(text) {
+            Some(v) if v > min => Ok(()),
+            Some(_) => Err(format!("{key} too small, must be > {min}")),
+            None => Err(format!(
+                "{key} must be an integer number of MB (got \"{shown}\")"
+            )),
+        },
+        ValueRule::IntRange(lo, hi) => match digits(text) {
+            Some(v) if (lo..=hi).contains(&v) => Ok(()),
+            _ => Err(format!(
+                "{key} must be an integer in [{lo}, {hi}] (got \"{shown}\")"
+            )),
+        },
+        ValueRule::UnsignedInt => match digits(text) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "{key} must be a non-negative integer (got \"{shown}\")"
+            )),
+        },
+        ValueRule::OpenFraction => match number(text) {
+            Some(v) if v > 0.0 && v < 1.0 => Ok(()),
+            _ => Err(format!(
+                "{key} must be a number with 0 < x < 1 (got \"{shown}\")"
+            )),
+        },
+        ValueRule::ClosedFraction => match number(text) {
+            Some(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(format!(
+                "{key} must be a number in [0.0, 1.0] (got \"{shown}\")"
+            )),
+        },
+        ValueRule::Literal(word) => {
+            if text == word.as_bytes() {
+                Ok(())
+            } else {
+                Err(format!("{key} only accepts \"{word}\" (got \"{shown}\")"))
+            }
+        }
+        ValueRule::RoundupDivisions => match digits(text) {
+            Some(v) if v == 0 || v.is_power_of_two() => Ok(()),
+            _ => Err(format!(
+                "For roundups, the divisions has to be power of 2 or 0 to disable roundup (got \"{shown}\")"
+            )),
+        },
+    }
+}

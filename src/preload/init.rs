@@ -1,0 +1,124 @@
+//! The constructor: runs when the library is loaded (before `main` under
+//! `LD_PRELOAD`), reads the switches and applies the normalization decision.
+
+use super::log;
+use super::opts::Opts;
+use super::process;
+use crate::allocconf::decide::{self, Action, Decision, Facts, Level, Rule};
+use crate::allocconf::marker::MARKER_VAR;
+use crate::runtime;
+use std::sync::OnceLock;
+
+/// What the constructor saw and did, kept for the C API and recordings.
+#[derive(Clone, Debug)]
+pub struct ConfigRecord {
+    pub var: &'static str,
+    pub before: Option<Vec<u8>>,
+    pub after: Option<Vec<u8>>,
+    pub rule: &'static str,
+    pub applied: bool,
+}
+
+static CONFIG: OnceLock<ConfigRecord> = OnceLock::new();
+static OPTS: OnceLock<Opts> = OnceLock::new();
+
+pub fn config() -> Option<&'static ConfigRecord> {
+    CONFIG.get()
+}
+
+pub fn opts() -> Option<&'static Opts> {
+    OPTS.get()
+}
+
+#[cfg(not(test))]
+#[ctor::ctor(unsafe)]
+fn on_load() {
+    // A panic must not unwind out of a constructor: it would abort the host.
+    if std::panic::catch_unwind(load).is_err() {
+        log::emit(
+            Level::Warn,
+            "internal error while loading; the library stays inactive",
+        );
+    }
+}
+
+fn load() {
+    let opts = OPTS.get_or_init(Opts::from_env);
+    if opts.disabled {
+        return;
+    }
+    let spec = runtime::active();
+    let facts = Facts {
+        disabled: opts.disabled,
+        normalize_off: !opts.normalize,
+        secure: process::is_secure(),
+        argv: process::argv(),
+        marker: process::getenv(MARKER_VAR),
+        specific: process::getenv(spec.conf_var),
+        generic: process::getenv(spec.generic_conf_var),
+    };
+    let decision = decide::decide(spec, &facts);
+    let applied = apply(&decision);
+    let (var, before) = match &decision.action {
+        Action::Set { var, .. } => (
+            *var,
+            if *var == spec.conf_var {
+                facts.specific
+            } else {
+                facts.generic
+            },
+        ),
+        _ => (spec.conf_var, facts.specific),
+    };
+    let after = if applied {
+        process::getenv(var)
+    } else {
+        before.clone()
+    };
+    let _ = CONFIG.set(ConfigRecord {
+        var,
+        before,
+        after,
+        rule: decision.rule.name(),
+        applied,
+    });
+}
+
+/// Carries out a decision; returns whether the environment was changed.
+fn apply(decision: &Decision) -> bool {
+    let marker = decision.marker();
+    if marker.is_none() || decision.rule == Rule::Secure {
+        log::emit(decision.level, &decision.message);
+        return false;
+    }
+    // setenv is not thread-safe: only a process with one thread may change its
+    // environment (true before `main`; not after a late `dlopen`).
+    match process::thread_count() {
+        Some(1) => {}
+        count => {
+            let why = count.map_or_else(
+                || "the thread count is unknown".to_owned(),
+                |n| format!("{n} threads run"),
+            );
+            let message = format!(
+                "not changing the environment: {why} (loaded late?); would have: {}",
+                decision.message
+            );
+            log::emit(Level::Warn, &message);
+            return false;
+        }
+    }
+    if let Action::Set { var, value } = &decision.action
+        && let Err(error) = process::setenv(var, value)
+    {
+        log::emit(Level::Warn, &format!("{error}; left unchanged"));
+        return false;
+    }
+    if let Some(marker) = marker
+        && let Err(error) = process::setenv(MARKER_VAR, marker.render().as_bytes())
+    {
+        log::emit(Level::Warn, &error);
+    }
+    log::emit(decision.level, &decision.message);
+    matches!(decision.action, Action::Set { .. })
+}

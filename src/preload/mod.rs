@@ -1,0 +1,7 @@
+//! The preloaded side: what runs inside every host process.
+
+pub mod capi;
+pub mod init;
+pub mod log;
+pub mod opts;
+pub mod process;

@@ -1,0 +1,170 @@
+//! Shared helpers for the integration tests: where the built library and CLI
+//! are, compiling C fixtures, and running processes with a time limit.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// `target/<profile>`, found from the test executable (`target/<profile>/deps/x`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+/// The built preload library. `cargo test` does not build a cdylib for
+/// integration tests, so the first call in each test binary runs
+/// `cargo build --lib` for the same profile (a no-op when it is fresh).
+pub fn library() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = target_dir();
+            let profile = target
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("debug")
+                .to_owned();
+            let _guard = FileLock::acquire(&target.join("npu-alloc-shim-lib.lock"));
+            let mut cargo =
+                Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+            cargo
+                .current_dir(repo())
+                .args(["build", "--lib", "--quiet"]);
+            if profile == "release" {
+                cargo.arg("--release");
+            }
+            if let Some(root) = target.parent() {
+                cargo.env("CARGO_TARGET_DIR", root);
+            }
+            let status = cargo.status().expect("run cargo build --lib");
+            assert!(status.success(), "cargo build --lib failed");
+            let path = target.join("libnpu_alloc_shim.so");
+            assert!(
+                path.exists(),
+                "{} missing after cargo build --lib",
+                path.display()
+            );
+            path
+        })
+        .clone()
+}
+
+/// The built CLI.
+pub fn cli() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_npu-alloc-shim"))
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch directory for compiled fixtures, shared by the tests of one run.
+pub fn fixture_dir() -> PathBuf {
+    let dir = target_dir().join("test-fixtures");
+    std::fs::create_dir_all(&dir).expect("fixture dir");
+    dir
+}
+
+/// Compiles C sources into `out` (in `fixture_dir()`) with `cc`, once per test
+/// run; `args` are passed after the sources. Returns the output path.
+pub fn compile_c(out: &str, sources: &[&str], args: &[&str]) -> PathBuf {
+    let output = fixture_dir().join(out);
+    let lock = fixture_dir().join(format!("{out}.lock"));
+    // Several test binaries may compile the same fixture at once: serialise
+    // with an exclusive lock file and rebuild when a source is newer.
+    let _guard = FileLock::acquire(&lock);
+    let newest_source = sources
+        .iter()
+        .map(|s| {
+            std::fs::metadata(repo().join(s))
+                .and_then(|m| m.modified())
+                .expect(s)
+        })
+        .max();
+    let fresh = std::fs::metadata(&output).and_then(|m| m.modified()).ok();
+    if fresh.is_some() && fresh >= newest_source {
+        return output;
+    }
+    let tmp = fixture_dir().join(format!("{out}.tmp{}", std::process::id()));
+    let status = Command::new("cc")
+        .args(["-g", "-O1", "-Wall", "-Werror", "-o"])
+        .arg(&tmp)
+        .args(sources.iter().map(|s| repo().join(s)))
+        .args(args)
+        .status()
+        .expect("run cc");
+    assert!(status.success(), "cc failed for {out}");
+    std::fs::rename(&tmp, &output).expect("rename fixture");
+    output
+}
+
+struct FileLock(std::fs::File);
+
+impl FileLock {
+    fn acquire(path: &Path) -> FileLock {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .expect("lock file");
+        // SAFETY: flock on a valid descriptor owned by `file`.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock");
+        FileLock(file)
+    }
+}
+
+/// Runs a command with a time limit; kills it and fails the test on timeout.
+pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "timed out after {limit:?}: {command:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The default limit for one process in a test.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// A command with a clean environment apart from PATH/HOME and the given pairs,
+/// so that the developer's own variables cannot change a result.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    command.env_clear();
+    for key in ["PATH", "HOME", "LANG", "TMPDIR"] {
+        if let Some(value) = std::env::var_os(key) {
+            command.env(key, value);
+        }
+    }
+    command
+}
+
+/// The same, with the library preloaded.
+pub fn preloaded(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = clean_command(program);
+    command.env("LD_PRELOAD", library());
+    command
+}
