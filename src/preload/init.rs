@@ -42,6 +42,7 @@ fn on_load() {
     }
 }
 
+#[cfg_attr(test, allow(dead_code))]
 fn load() {
     let opts = OPTS.get_or_init(Opts::from_env);
     if opts.disabled {
@@ -85,6 +86,7 @@ fn load() {
 }
 
 /// Carries out a decision; returns whether the environment was changed.
+#[cfg_attr(test, allow(dead_code))]
 fn apply(decision: &Decision) -> bool {
     let marker = decision.marker();
     if marker.is_none() || decision.rule == Rule::Secure {
