@@ -6,5 +6,6 @@
 //! `preload` (the code that runs inside the host process).
 
 pub mod allocconf;
+pub mod format;
 pub mod preload;
 pub mod runtime;

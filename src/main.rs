@@ -1,1 +1,16 @@
-fn main() {}
+//! `npu-alloc-shim`: the command-line front end (`run`, `check`). It never
+//! links the preload code (constructor, hooks); it shares only the pure
+//! modules below, compiled from the library's own files.
+
+// Shared with the library and compiled from the same files: not every item is
+// used by both, so unused ones are expected here.
+#[allow(dead_code)]
+mod allocconf;
+#[allow(dead_code)]
+mod runtime;
+
+mod cli;
+
+fn main() {
+    std::process::exit(cli::main());
+}

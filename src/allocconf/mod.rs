@@ -8,4 +8,6 @@ pub mod marker;
 pub mod parse;
 pub mod quote;
 pub mod sleep;
+pub mod switches;
 pub mod tokenizer;
+pub mod versions;

@@ -1,7 +1,7 @@
 //! The constructor: runs when the library is loaded (before `main` under
 //! `LD_PRELOAD`), reads the switches and applies the normalization decision.
 
-use super::log;
+use super::{hooks, log, record};
 use super::opts::Opts;
 use super::process;
 use crate::allocconf::decide::{self, Action, Decision, Facts, Level, Rule};
@@ -21,6 +21,12 @@ pub struct ConfigRecord {
 
 static CONFIG: OnceLock<ConfigRecord> = OnceLock::new();
 static OPTS: OnceLock<Opts> = OnceLock::new();
+static ARGV: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+
+/// The command line read at load (empty when disabled or unreadable).
+pub fn argv() -> &'static [Vec<u8>] {
+    ARGV.get().map_or(&[], Vec::as_slice)
+}
 
 pub fn config() -> Option<&'static ConfigRecord> {
     CONFIG.get()
@@ -45,15 +51,21 @@ fn on_load() {
 #[cfg_attr(test, allow(dead_code))]
 fn load() {
     let opts = OPTS.get_or_init(Opts::from_env);
+    let secure = process::is_secure();
+    if opts.disabled || secure {
+        // Inert: the dlsym interposer only forwards, hooks only forward.
+        hooks::dlsym::PASS_THROUGH.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     if opts.disabled {
         return;
     }
     let spec = runtime::active();
+    let argv = ARGV.get_or_init(process::argv);
     let facts = Facts {
         disabled: opts.disabled,
         normalize_off: !opts.normalize,
-        secure: process::is_secure(),
-        argv: process::argv(),
+        secure,
+        argv: argv.clone(),
         marker: process::getenv(MARKER_VAR),
         specific: process::getenv(spec.conf_var),
         generic: process::getenv(spec.generic_conf_var),
@@ -83,6 +95,11 @@ fn load() {
         rule: decision.rule.name(),
         applied,
     });
+    if let Some(template) = &opts.trace
+        && !secure
+    {
+        record::lifecycle::start(template.clone(), opts.flush_ms);
+    }
 }
 
 /// Carries out a decision; returns whether the environment was changed.

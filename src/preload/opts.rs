@@ -5,35 +5,42 @@
 use super::log::{self, Threshold};
 use super::process::getenv;
 use crate::allocconf::decide::Level;
+use crate::allocconf::switches::{self, parse_switch};
 
-pub const DISABLE: &str = "NPU_ALLOC_SHIM_DISABLE";
-pub const NORMALIZE: &str = "NPU_ALLOC_SHIM_NORMALIZE";
+pub const DISABLE: &str = switches::DISABLE;
+pub const NORMALIZE: &str = switches::NORMALIZE;
 pub const LOG: &str = "NPU_ALLOC_SHIM_LOG";
+pub const TRACE: &str = "NPU_ALLOC_SHIM_TRACE";
+pub const FLUSH_MS: &str = "NPU_ALLOC_SHIM_FLUSH_MS";
 
 /// Every variable the library reads, for the README check.
-pub const ALL: [&str; 3] = [DISABLE, NORMALIZE, LOG];
+pub const ALL: [&str; 5] = [DISABLE, NORMALIZE, LOG, TRACE, FLUSH_MS];
+
+const DEFAULT_FLUSH_MS: u64 = 2000;
 
 #[derive(Clone, Debug)]
 pub struct Opts {
     pub disabled: bool,
     pub normalize: bool,
     pub log: Threshold,
+    /// Recording path template; recording is off without it.
+    pub trace: Option<Vec<u8>>,
+    /// Milliseconds between periodic writes; 0 = only at exit.
+    pub flush_ms: u64,
 }
 
-/// A variable counts as "on" for 1/true/yes/on and "off" for 0/false/no/off.
+/// A switch as `parse_switch` reads it (shared with `check`); an unknown
+/// value is reported and ignored.
 fn flag(name: &str) -> Option<bool> {
     let value = getenv(name)?;
-    match value.to_ascii_lowercase().as_slice() {
-        b"1" | b"true" | b"yes" | b"on" => Some(true),
-        b"0" | b"false" | b"no" | b"off" | b"" => Some(false),
-        _ => {
-            log::emit(
-                Level::Warn,
-                &format!("{name}: unrecognised value, expected 0 or 1; ignored"),
-            );
-            None
-        }
+    let parsed = parse_switch(&value);
+    if parsed.is_none() {
+        log::emit(
+            Level::Warn,
+            &format!("{name}: unrecognised value, expected 0 or 1; ignored"),
+        );
     }
+    parsed
 }
 
 impl Opts {
@@ -49,10 +56,20 @@ impl Opts {
             }),
         };
         log::set_threshold(log);
+        let trace = getenv(TRACE).filter(|path| !path.is_empty());
+        let flush_ms = match getenv(FLUSH_MS) {
+            None => DEFAULT_FLUSH_MS,
+            Some(text) => std::str::from_utf8(&text).ok().and_then(|t| t.trim().parse().ok()).unwrap_or_else(|| {
+                log::emit(Level::Warn, &format!("{FLUSH_MS}: expected milliseconds; using {DEFAULT_FLUSH_MS}"));
+                DEFAULT_FLUSH_MS
+            }),
+        };
         Opts {
             disabled: flag(DISABLE).unwrap_or(false),
             normalize: flag(NORMALIZE).unwrap_or(true),
             log,
+            trace,
+            flush_ms,
         }
     }
 }

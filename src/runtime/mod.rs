@@ -8,6 +8,39 @@
 pub mod npu;
 
 use crate::allocconf::keys::KeySpec;
+use std::ffi::CStr;
+
+/// What a hooked function does, which decides how a call is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiClass {
+    /// Allocates device memory (counted in `totals`).
+    DeviceAlloc,
+    /// Frees device memory.
+    DeviceFree,
+    /// Allocates pinned host memory (counted in `host`).
+    HostAlloc,
+    HostFree,
+    /// Virtual address or mapping calls: counted per API only.
+    Mapping,
+    /// Device selection and queries: counted per API only.
+    Context,
+}
+
+/// One hooked runtime function.
+pub struct HookSpec {
+    pub name: &'static CStr,
+    pub class: ApiClass,
+}
+
+impl HookSpec {
+    pub const fn new(name: &'static CStr, class: ApiClass) -> Self {
+        HookSpec { name, class }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name.to_str().unwrap_or("?")
+    }
+}
 
 /// What the normalizer and the hooks need to know about one runtime.
 pub struct RuntimeSpec {
@@ -26,6 +59,10 @@ pub struct RuntimeSpec {
     pub conflict_keys: &'static [&'static str],
     /// Every key any known version of the backend accepts, with its value rule.
     pub keys: &'static [KeySpec],
+    /// Prefix shared by every hooked name: a cheap first test in `dlsym`.
+    pub symbol_prefix: &'static str,
+    /// Every hooked function; the index in this table identifies it everywhere.
+    pub hooks: &'static [HookSpec],
     /// Sonames of the runtime library, tried in order when resolving hooks.
     pub runtime_libraries: &'static [&'static str],
     /// Error codes the runtime returns when it is out of memory.

@@ -1,0 +1,55 @@
+//! Command-line parsing and dispatch.
+//!
+//! Usage errors exit with 64 (EX_USAGE), not clap's default 2: `check` uses
+//! 0, 1 and 2 for its verdicts, and the codes must not clash.
+
+mod check;
+mod installed;
+mod locate;
+mod preload_env;
+mod report;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for a command line that does not parse (sysexits' EX_USAGE).
+pub const EXIT_USAGE: i32 = 64;
+
+const AFTER_HELP: &str = "\
+Exit status:
+  run     the program's own status (or its signal); 127 when the library or the
+          program is not found, 126 when the program cannot be executed
+  check   0 would change, 1 unchanged, 2 refused (see `check --help`)
+  64      the command line does not parse";
+
+/// Turns on expandable segments for torch_npu processes through LD_PRELOAD,
+/// and explains what the preloaded library does.
+#[derive(Parser)]
+#[command(name = "npu-alloc-shim", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Run(run::RunArgs),
+    Check(check::CheckArgs),
+}
+
+/// Runs the CLI; returns the process exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // --help and --version are "errors" printed to stdout: success.
+            let code = if error.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = error.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => check::check(args),
+    }
+}

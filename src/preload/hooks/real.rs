@@ -1,0 +1,71 @@
+//! Finding the real runtime functions, lazily and without linking the runtime.
+//!
+//! Order: a pointer handed over by the `dlsym` interposer (the function a
+//! caller's own handle resolves to), then the runtime library if it is loaded
+//! anywhere (`dlopen(RTLD_NOLOAD)`, which also finds libraries loaded with
+//! RTLD_LOCAL), then `dlsym(RTLD_NEXT)`. `redhook` only does the last and
+//! panics when it fails, which is why it is not used here.
+
+use super::{acl, dlsym};
+use crate::runtime;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// Upper bound on the number of hooked functions of any runtime.
+pub const MAX_HOOKS: usize = 32;
+
+static REAL: [AtomicPtr<c_void>; MAX_HOOKS] = [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_HOOKS];
+
+/// Records the real function for hook `index` if none is known yet.
+/// Returns false when the pointer is one of our own hooks.
+pub fn offer(index: usize, pointer: *mut c_void) -> bool {
+    if pointer.is_null() || acl::is_own_hook(pointer) {
+        return false;
+    }
+    let _ = REAL[index].compare_exchange(std::ptr::null_mut(), pointer, Ordering::AcqRel, Ordering::Acquire);
+    true
+}
+
+/// The real function of hook `index`, found on first use.
+#[inline]
+pub fn get(index: usize) -> Option<*mut c_void> {
+    let pointer = REAL[index].load(Ordering::Acquire);
+    if !pointer.is_null() {
+        return Some(pointer);
+    }
+    resolve(index)
+}
+
+#[cold]
+fn resolve(index: usize) -> Option<*mut c_void> {
+    let spec = runtime::active();
+    let name = spec.hooks[index].name;
+    for library in spec.runtime_libraries {
+        let Ok(library) = std::ffi::CString::new(*library) else { continue };
+        // SAFETY: RTLD_NOLOAD never loads anything; it returns a new reference
+        // to an already loaded library (or NULL), released right after.
+        let pointer = unsafe {
+            let handle = libc::dlopen(library.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY);
+            if handle.is_null() {
+                continue;
+            }
+            let pointer = dlsym::real_dlsym(handle, name.as_ptr());
+            libc::dlclose(handle);
+            pointer
+        };
+        if offer(index, pointer) {
+            return Some(REAL[index].load(Ordering::Acquire));
+        }
+    }
+    // SAFETY: RTLD_NEXT from this library searches the objects loaded after it.
+    let pointer = unsafe { dlsym::real_dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    offer(index, pointer).then(|| REAL[index].load(Ordering::Acquire))
+}
+
+/// Forgets every resolved pointer (tests of resolution order only).
+#[cfg(test)]
+pub fn clear() {
+    for slot in &REAL {
+        slot.store(std::ptr::null_mut(), Ordering::Release);
+    }
+}

@@ -1,0 +1,280 @@
+//! Live allocations: pointer -> (size, device slot, pool), needed because a
+//! free carries no size. Sharded by pointer hash; each shard is a linear-
+//! probing table behind its own spin lock (held for a few instructions, never
+//! across a call), grown with `mmap` so the host's allocator is never entered.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const SHARDS: usize = 64;
+const FIRST_CAPACITY: usize = 256;
+
+/// What is stored per pointer, packed in 8 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub size: u64,
+    pub device_slot: u8,
+    pub pool: u8,
+}
+
+impl Meta {
+    const SIZE_BITS: u32 = 48;
+
+    fn pack(self) -> u64 {
+        self.size.min((1 << Self::SIZE_BITS) - 1) | (u64::from(self.device_slot) << 48) | (u64::from(self.pool) << 56)
+    }
+
+    fn unpack(word: u64) -> Meta {
+        Meta { size: word & ((1 << Self::SIZE_BITS) - 1), device_slot: (word >> 48) as u8, pool: (word >> 56) as u8 }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Slot {
+    key: u64,
+    meta: u64,
+}
+
+struct Table {
+    slots: *mut Slot,
+    capacity: usize,
+    len: usize,
+}
+
+#[repr(align(128))]
+struct Shard {
+    locked: AtomicBool,
+    table: UnsafeCell<Table>,
+}
+
+// SAFETY: `table` is only touched while `locked` is held (or in a fork child,
+// where no other thread exists).
+unsafe impl Sync for Shard {}
+
+static SHARD_TABLES: [Shard; SHARDS] = [const {
+    Shard {
+        locked: AtomicBool::new(false),
+        table: UnsafeCell::new(Table { slots: std::ptr::null_mut(), capacity: 0, len: 0 }),
+    }
+}; SHARDS];
+
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+struct Locked<'a>(&'a Shard);
+
+impl Locked<'_> {
+    fn acquire(shard: &Shard) -> Locked<'_> {
+        let mut spins = 0u32;
+        while shard.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            while shard.locked.load(Ordering::Relaxed) {
+                spins += 1;
+                if spins > 64 {
+                    // SAFETY: sched_yield has no preconditions.
+                    unsafe { libc::sched_yield() };
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        Locked(shard)
+    }
+
+    fn table(&mut self) -> &mut Table {
+        // SAFETY: the lock is held for the lifetime of `self`.
+        unsafe { &mut *self.0.table.get() }
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.0.locked.store(false, Ordering::Release);
+    }
+}
+
+fn shard_of(hash: u64) -> &'static Shard {
+    &SHARD_TABLES[(hash >> 58) as usize % SHARDS]
+}
+
+impl Table {
+    fn slot(&self, index: usize) -> &mut Slot {
+        // SAFETY: index < capacity (masked by callers); slots is a live mapping.
+        unsafe { &mut *self.slots.add(index) }
+    }
+
+    fn find(&self, key: u64, hash: u64) -> Result<usize, usize> {
+        let mask = self.capacity - 1;
+        let mut index = hash as usize & mask;
+        loop {
+            let slot = self.slot(index);
+            if slot.key == key {
+                return Ok(index);
+            }
+            if slot.key == 0 {
+                return Err(index);
+            }
+            index = (index + 1) & mask;
+        }
+    }
+
+    /// Doubles the table (or makes the first one). False when mmap fails.
+    fn grow(&mut self) -> bool {
+        let capacity = if self.capacity == 0 { FIRST_CAPACITY } else { self.capacity * 2 };
+        let Some(slots) = map_slots(capacity) else { return false };
+        let old = Table { slots: self.slots, capacity: self.capacity, len: self.len };
+        *self = Table { slots, capacity, len: 0 };
+        for i in 0..old.capacity {
+            let slot = *old.slot(i);
+            if slot.key != 0 {
+                let at = self.find(slot.key, mix(slot.key)).unwrap_or_else(|free| free);
+                *self.slot(at) = slot;
+                self.len += 1;
+            }
+        }
+        unmap_slots(old.slots, old.capacity);
+        true
+    }
+
+    /// Removes slot `hole` and shifts later members of its cluster back.
+    fn remove_at(&mut self, mut hole: usize) {
+        let mask = self.capacity - 1;
+        let mut next = hole;
+        loop {
+            next = (next + 1) & mask;
+            let slot = *self.slot(next);
+            if slot.key == 0 {
+                break;
+            }
+            let home = mix(slot.key) as usize & mask;
+            // Move `slot` into the hole unless its home lies cyclically in (hole, next].
+            let stays = if hole <= next { hole < home && home <= next } else { hole < home || home <= next };
+            if !stays {
+                *self.slot(hole) = slot;
+                hole = next;
+            }
+        }
+        self.slot(hole).key = 0;
+        self.len -= 1;
+    }
+}
+
+fn map_slots(capacity: usize) -> Option<*mut Slot> {
+    let bytes = capacity.checked_mul(std::mem::size_of::<Slot>())?;
+    // SAFETY: anonymous private mapping; zero-filled, so every key is 0 (empty).
+    let pointer = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    (pointer != libc::MAP_FAILED).then_some(pointer.cast())
+}
+
+fn unmap_slots(slots: *mut Slot, capacity: usize) {
+    if !slots.is_null() {
+        // SAFETY: `slots` came from map_slots with this capacity and is no longer used.
+        unsafe { libc::munmap(slots.cast(), capacity * std::mem::size_of::<Slot>()) };
+    }
+}
+
+pub enum Inserted {
+    New,
+    /// The key was present (its free was missed): the old value is returned.
+    Replaced(Meta),
+    /// No memory for the table: the allocation is not tracked.
+    Full,
+}
+
+pub fn insert(key: u64, meta: Meta) -> Inserted {
+    let hash = mix(key);
+    let mut shard = Locked::acquire(shard_of(hash));
+    let table = shard.table();
+    if (table.len + 1) * 4 > table.capacity * 3 && !table.grow() {
+        return Inserted::Full;
+    }
+    match table.find(key, hash) {
+        Ok(at) => {
+            let old = Meta::unpack(table.slot(at).meta);
+            table.slot(at).meta = meta.pack();
+            Inserted::Replaced(old)
+        }
+        Err(at) => {
+            *table.slot(at) = Slot { key, meta: meta.pack() };
+            table.len += 1;
+            Inserted::New
+        }
+    }
+}
+
+pub fn remove(key: u64) -> Option<Meta> {
+    let hash = mix(key);
+    let mut shard = Locked::acquire(shard_of(hash));
+    let table = shard.table();
+    if table.capacity == 0 {
+        return None;
+    }
+    let at = table.find(key, hash).ok()?;
+    let meta = Meta::unpack(table.slot(at).meta);
+    table.remove_at(at);
+    Some(meta)
+}
+
+/// Number of live entries (for tests and benchmarks).
+pub fn len() -> usize {
+    SHARD_TABLES.iter().map(|s| Locked::acquire(s).table().len).sum()
+}
+
+/// Empties every shard without taking locks: only for a fork child, where
+/// a lock may be held by a thread that no longer exists.
+pub fn reset_in_child() {
+    for shard in &SHARD_TABLES {
+        // SAFETY: single-threaded fork child; nothing else touches the table.
+        let table = unsafe { &mut *shard.table.get() };
+        unmap_slots(table.slots, table.capacity);
+        *table = Table { slots: std::ptr::null_mut(), capacity: 0, len: 0 };
+        shard.locked.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn matches_a_hash_map_under_random_inserts_and_removes() {
+        let mut model = HashMap::new();
+        let mut state = 0x1234_5678_u64;
+        for step in 0..200_000u64 {
+            state = mix(state.wrapping_add(step));
+            // Few distinct keys so removes hit; key 0 is never used.
+            let key = (state % 5_000 + 1) << 9;
+            if state & 3 == 0 {
+                assert_eq!(remove(key), model.remove(&key), "remove {key}");
+            } else {
+                let meta = Meta { size: state >> 20, device_slot: (state >> 8) as u8, pool: (state >> 16) as u8 & 1 };
+                let previous = model.insert(key, meta);
+                match insert(key, meta) {
+                    Inserted::New => assert_eq!(previous, None),
+                    Inserted::Replaced(old) => assert_eq!(Some(old), previous),
+                    Inserted::Full => panic!("table full"),
+                }
+            }
+        }
+        assert_eq!(len(), model.len());
+        for (key, meta) in model {
+            assert_eq!(remove(key), Some(meta));
+        }
+        assert_eq!(len(), 0);
+    }
+}

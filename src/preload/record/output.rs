@@ -1,0 +1,109 @@
+//! Where a recording goes and how it gets there: path templates and atomic
+//! writes (temporary file in the same directory, mode 0600, never following
+//! or reusing an existing file, then `rename`).
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Expands `%p` (pid), `%h` (host name), `%t` (load time, unix ms) and `%%`.
+/// A directory (existing, or written with a trailing `/`) gets the default
+/// file name `npu-alloc-shim.<pid>.json`.
+pub fn expand(template: &[u8], pid: u32, started_unix_ms: u64, hostname: &str) -> PathBuf {
+    let mut out = Vec::with_capacity(template.len() + 16);
+    let mut bytes = template.iter().copied().peekable();
+    while let Some(byte) = bytes.next() {
+        if byte != b'%' {
+            out.push(byte);
+            continue;
+        }
+        match bytes.peek().copied() {
+            Some(b'p') => out.extend_from_slice(pid.to_string().as_bytes()),
+            Some(b'h') => out.extend_from_slice(hostname.as_bytes()),
+            Some(b't') => out.extend_from_slice(started_unix_ms.to_string().as_bytes()),
+            Some(b'%') => out.push(b'%'),
+            _ => {
+                out.push(b'%');
+                continue;
+            }
+        }
+        bytes.next();
+    }
+    let is_dir = out.ends_with(b"/") || Path::new(std::ffi::OsStr::from_bytes(&out)).is_dir();
+    let mut path = PathBuf::from(std::ffi::OsStr::from_bytes(&out));
+    if is_dir {
+        path.push(format!("npu-alloc-shim.{pid}.json"));
+    }
+    path
+}
+
+static TEMP_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to `path` atomically; `sync` also flushes to disk first.
+pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("the trace path names no file"))?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let temp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id(),
+        TEMP_SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        if sync {
+            file.sync_data()?;
+        }
+        drop(file);
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_every_escape() {
+        let path = expand(b"/x/t.%p.%h.%t.%%.%q.json", 42, 7, "node1");
+        assert_eq!(path, PathBuf::from("/x/t.42.node1.7.%.%q.json"));
+    }
+
+    #[test]
+    fn directories_get_a_file_name() {
+        assert_eq!(expand(b"/nonexistent/dir/", 5, 0, "h"), PathBuf::from("/nonexistent/dir/npu-alloc-shim.5.json"));
+        let dir = std::env::temp_dir();
+        assert_eq!(expand(dir.as_os_str().as_bytes(), 5, 0, "h"), dir.join("npu-alloc-shim.5.json"));
+    }
+
+    #[test]
+    fn writes_atomically_with_private_mode_and_replaces_symlinks() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("nas-output-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let target = dir.join("trace.json");
+        std::os::unix::fs::symlink(&victim, &target).unwrap();
+        write_atomic(&target, b"{}", true).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(std::fs::read(&target).unwrap(), b"{}");
+        assert!(!std::fs::symlink_metadata(&target).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(Result::ok).collect();
+        assert_eq!(leftovers.len(), 2, "no temporary file left");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,183 @@
+//! Builds a `Recording` from the recorder's state. Runs off the hot path
+//! (flusher thread, exit, C API), so it may allocate and call `dladdr`.
+
+use super::cells::{self, Stripe};
+use super::timeline::Timeline;
+use super::{CALLSITES, DEVICE, HOST, MAX_DEVICES, OTHER_DEVICE_SLOT, callsites, failures, pools};
+use crate::format::{self, ApiCounters, Caller, Counters, Device, Failure, Recording, histogram};
+use crate::preload::init;
+use crate::runtime::{self, ApiClass};
+use std::collections::BTreeMap;
+use std::ffi::CStr;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+
+fn api_counters(index: usize) -> ApiCounters {
+    ApiCounters {
+        calls: cells::sum(|s: &Stripe| &s.api_calls[index]),
+        failures: cells::sum(|s: &Stripe| &s.api_failures[index]),
+        bytes: cells::sum(|s: &Stripe| &s.api_bytes[index]),
+    }
+}
+
+/// Totals of one pool, from the per-API counters of its alloc and free APIs.
+pub fn pool_counters(pool: usize) -> Counters {
+    let (alloc_class, free_class) =
+        if pool == DEVICE { (ApiClass::DeviceAlloc, ApiClass::DeviceFree) } else { (ApiClass::HostAlloc, ApiClass::HostFree) };
+    let mut counters = Counters::default();
+    for (index, hook) in runtime::active().hooks.iter().enumerate() {
+        let api = api_counters(index);
+        if hook.class == alloc_class {
+            counters.alloc_calls += api.calls - api.failures;
+            counters.failed_calls += api.failures;
+            counters.alloc_bytes += api.bytes;
+        } else if hook.class == free_class {
+            counters.free_calls += api.calls - api.failures;
+            counters.freed_bytes += api.bytes;
+        }
+    }
+    counters.untracked_frees = cells::sum(|s: &Stripe| &s.untracked_frees[pool]);
+    counters.live_bytes = pools::POOLS[pool].live.load(Relaxed);
+    counters.peak_live_bytes = pools::POOLS[pool].peak.load(Relaxed);
+    counters
+}
+
+fn by_api() -> BTreeMap<String, ApiCounters> {
+    let hooks = runtime::active().hooks;
+    (0..hooks.len())
+        .map(|i| (hooks[i].name().to_owned(), api_counters(i)))
+        .filter(|(_, c)| c.calls > 0)
+        .collect()
+}
+
+fn histogram() -> Vec<format::Bucket> {
+    (0..histogram::BUCKETS)
+        .filter_map(|i| {
+            let count = cells::sum(|s: &Stripe| &s.hist_count[i]);
+            let (lo, hi) = histogram::bounds(i);
+            (count > 0).then(|| format::Bucket { lo, hi, count, bytes: cells::sum(|s: &Stripe| &s.hist_bytes[i]) })
+        })
+        .collect()
+}
+
+fn devices() -> Vec<Device> {
+    (0..MAX_DEVICES)
+        .filter_map(|slot| {
+            let level = &pools::DEVICES[slot];
+            let device = Device {
+                device: if slot == OTHER_DEVICE_SLOT { -1 } else { slot as i32 },
+                live_bytes: level.live.load(Relaxed),
+                peak_live_bytes: level.peak.load(Relaxed),
+                alloc_calls: cells::sum(|s: &Stripe| &s.device_calls[slot]),
+                alloc_bytes: cells::sum(|s: &Stripe| &s.device_bytes[slot]),
+            };
+            (device.alloc_calls > 0 || device.peak_live_bytes > 0).then_some(device)
+        })
+        .collect()
+}
+
+/// The file name of the object containing `address`.
+fn library_of(address: usize) -> String {
+    // SAFETY: dladdr only reads loader data; `info` is a valid out-parameter.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if address != 0 && libc::dladdr(address as *const _, &mut info) != 0 && !info.dli_fname.is_null() {
+            return CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned();
+        }
+    }
+    "(unknown)".to_owned()
+}
+
+fn callers() -> Vec<Caller> {
+    let mut by_library: BTreeMap<String, Caller> = BTreeMap::new();
+    for slot in 0..CALLSITES {
+        let calls = cells::sum(|s: &Stripe| &s.site_calls[slot]);
+        if calls == 0 {
+            continue;
+        }
+        let library = if slot == callsites::OVERFLOW {
+            "(other call sites)".to_owned()
+        } else {
+            library_of(callsites::ADDRESSES[slot].load(Acquire))
+        };
+        let entry = by_library.entry(library.clone()).or_insert_with(|| Caller { library, ..Caller::default() });
+        entry.calls += calls;
+        entry.failures += cells::sum(|s: &Stripe| &s.site_failures[slot]);
+        entry.bytes += cells::sum(|s: &Stripe| &s.site_bytes[slot]);
+    }
+    let mut callers: Vec<Caller> = by_library.into_values().collect();
+    callers.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.calls.cmp(&a.calls)));
+    callers
+}
+
+fn failures() -> (Vec<Failure>, u64) {
+    let hooks = runtime::active().hooks;
+    let seen = failures::SEEN.load(Acquire);
+    let kept: Vec<Failure> = failures::SLOTS
+        .iter()
+        .take(seen.min(failures::CAPACITY as u64) as usize)
+        .filter(|slot| slot.ready.load(Acquire))
+        .map(|slot| {
+            let known = |v: u64| (v != u64::MAX).then_some(v);
+            Failure {
+                api: hooks.get(slot.api.load(Relaxed)).map_or("?", |h| h.name()).to_owned(),
+                size: slot.size.load(Relaxed),
+                code: slot.code.load(Relaxed),
+                device: slot.device.load(Relaxed),
+                live_bytes: slot.live_bytes.load(Relaxed),
+                device_free: known(slot.device_free.load(Relaxed)),
+                device_total: known(slot.device_total.load(Relaxed)),
+                t_ms: slot.t_ms.load(Relaxed),
+            }
+        })
+        .collect();
+    (kept, seen.saturating_sub(failures::CAPACITY as u64))
+}
+
+fn config() -> format::Config {
+    let lossy = |v: &Option<Vec<u8>>| v.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
+    match init::config() {
+        Some(c) => format::Config {
+            var: c.var.to_owned(),
+            before: lossy(&c.before),
+            after: lossy(&c.after),
+            rule: c.rule.to_owned(),
+            applied: c.applied,
+        },
+        None => format::Config { var: runtime::active().conf_var.to_owned(), ..format::Config::default() },
+    }
+}
+
+pub fn build(timeline: &Timeline, is_final: bool) -> Recording {
+    let (failures, failures_dropped) = failures();
+    let times = super::lifecycle::times();
+    Recording {
+        schema: format::SCHEMA.to_owned(),
+        runtime: runtime::active().name.to_owned(),
+        library_version: env!("CARGO_PKG_VERSION").to_owned(),
+        pid: std::process::id(),
+        // SAFETY: getppid has no preconditions.
+        ppid: unsafe { libc::getppid() } as u32,
+        hostname: super::lifecycle::hostname(),
+        argv: init::argv().iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect(),
+        started_unix_ms: times.started_unix_ms,
+        written_unix_ms: super::lifecycle::unix_ms(),
+        is_final,
+        config: config(),
+        totals: pool_counters(DEVICE),
+        host: pool_counters(HOST),
+        by_api: by_api(),
+        histogram: histogram(),
+        devices: devices(),
+        callers: callers(),
+        failures,
+        failures_dropped,
+        timeline: format::Timeline { interval_ms: timeline.interval_ms, samples: timeline.samples().to_vec() },
+        errors: format::Errors {
+            panics: super::PANICS.load(Relaxed),
+            unresolved_calls: super::UNRESOLVED.load(Relaxed),
+            table_full: super::TABLE_FULL.load(Relaxed),
+            null_results: super::NULL_RESULTS.load(Relaxed),
+            write_errors: super::WRITE_ERRORS.load(Relaxed),
+        },
+    }
+}

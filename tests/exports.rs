@@ -1,0 +1,64 @@
+//! The built library exports exactly its C API, the runtime hooks and
+//! `dlsym`: no Rust symbol leaks, and the header, the version script and the
+//! binary agree.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+fn exported() -> BTreeSet<String> {
+    let output = Command::new("nm").args(["-D", "--defined-only"]).arg(support::library()).output().expect("run nm");
+    assert!(output.status.success());
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2).map(str::to_owned))
+        .collect()
+}
+
+fn version_script() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(support::repo().join("src/preload/exports.map")).unwrap();
+    let global = text.split("global:").nth(1).unwrap().split("local:").next().unwrap();
+    global.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn header_functions() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(support::repo().join("include/npu_alloc_shim.h")).unwrap();
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("npu_alloc_shim_") && *word != "npu_alloc_shim_totals")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn exports_exactly_the_version_script() {
+    assert_eq!(exported(), version_script());
+}
+
+#[test]
+fn every_c_api_function_is_in_the_header() {
+    let api: BTreeSet<String> = exported().into_iter().filter(|s| s.starts_with("npu_alloc_shim_")).collect();
+    assert_eq!(api, header_functions());
+}
+
+#[test]
+fn the_soname_is_fixed() {
+    let output = Command::new("readelf").arg("-d").arg(support::library()).output().expect("run readelf");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("Library soname: [libnpu_alloc_shim.so]"), "{text}");
+    assert!(text.contains("NODELETE"), "{text}");
+}
+
+#[test]
+fn the_header_compiles_as_c_and_cpp() {
+    for (compiler, language) in [("cc", "c"), ("c++", "c++")] {
+        let status = Command::new(compiler)
+            .args(["-fsyntax-only", "-Wall", "-Werror", "-x", language, "-include"])
+            .arg(support::repo().join("include/npu_alloc_shim.h"))
+            .arg("/dev/null")
+            .status()
+            .expect("run compiler");
+        assert!(status.success(), "{compiler}");
+    }
+}
