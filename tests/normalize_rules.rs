@@ -28,13 +28,7 @@ struct Case {
 
 /// A case with only `PYTORCH_NPU_ALLOC_CONF` involved.
 fn specific(value: Option<&'static [u8]>, want: &'static [u8], log: Log) -> Case {
-    Case {
-        specific: value,
-        generic: None,
-        want_specific: Some(want),
-        want_generic: None,
-        log,
-    }
+    Case { specific: value, generic: None, want_specific: Some(want), want_generic: None, log }
 }
 
 /// A case where the value stays as it is.
@@ -108,11 +102,7 @@ fn check_log(log: Log, seen: &probes::Seen, what: &str) {
 fn rule_4_unset_empty_and_blank_values_get_the_pair() {
     let pair = PAIR.as_bytes();
     check(&[
-        specific(
-            None,
-            pair,
-            Log::Info(&["PYTORCH_NPU_ALLOC_CONF=expandable_segments:True (was unset)"]),
-        ),
+        specific(None, pair, Log::Info(&["PYTORCH_NPU_ALLOC_CONF=expandable_segments:True (was unset)"])),
         specific(Some(b""), pair, Log::Info(&["(was \"\")"])),
         specific(Some(b"   "), pair, Log::Info(&["(was \"   \")"])),
         specific(Some(b" \t\n "), pair, Log::Info(&["(was \" \\t\\n \")"])),
@@ -155,10 +145,7 @@ fn rule_6_conflicting_keys_are_left_alone_with_a_warning() {
         ),
         kept(
             b"page_size:1g, garbage_collection_threshold:0.6",
-            Log::Warn(&[
-                "sets garbage_collection_threshold",
-                "remove garbage_collection_threshold",
-            ]),
+            Log::Warn(&["sets garbage_collection_threshold", "remove garbage_collection_threshold"]),
         ),
     ]);
 }
@@ -166,29 +153,11 @@ fn rule_6_conflicting_keys_are_left_alone_with_a_warning() {
 #[test]
 fn rule_7_unparseable_or_unknown_values_are_left_alone_quoting_the_problem() {
     check(&[
-        kept(
-            b"bogus:1",
-            Log::Warn(&[
-                "\"bogus:1\" does not parse",
-                "Unrecognized CachingAllocator option: bogus",
-            ]),
-        ),
-        kept(
-            b"page_size:2m",
-            Log::Warn(&["page_size only accepts \"1g\" (got \"2m\")"]),
-        ),
-        kept(
-            b"page_size:1g,,",
-            Log::Warn(&["Unrecognized CachingAllocator option: ,"]),
-        ),
-        kept(
-            b"page_size=1g",
-            Log::Warn(&["Unrecognized CachingAllocator option: page_size=1g"]),
-        ),
-        kept(
-            b"page_size:",
-            Log::Warn(&["Error, expecting page_size value"]),
-        ),
+        kept(b"bogus:1", Log::Warn(&["\"bogus:1\" does not parse", "Unrecognized CachingAllocator option: bogus"])),
+        kept(b"page_size:2m", Log::Warn(&["page_size only accepts \"1g\" (got \"2m\")"])),
+        kept(b"page_size:1g,,", Log::Warn(&["Unrecognized CachingAllocator option: ,"])),
+        kept(b"page_size=1g", Log::Warn(&["Unrecognized CachingAllocator option: page_size=1g"])),
+        kept(b"page_size:", Log::Warn(&["Error, expecting page_size value"])),
     ]);
 }
 
@@ -198,16 +167,10 @@ fn rule_8_valid_values_get_the_pair_appended() {
         specific(
             Some(b"page_size:1g"),
             b"page_size:1g,expandable_segments:True",
-            Log::Info(&[
-                "PYTORCH_NPU_ALLOC_CONF=\"page_size:1g,expandable_segments:True\" (was \"page_size:1g\")",
-            ]),
+            Log::Info(&["PYTORCH_NPU_ALLOC_CONF=\"page_size:1g,expandable_segments:True\" (was \"page_size:1g\")"]),
         ),
         // Keys only newer torch_npu lines know: appending changes nothing there.
-        specific(
-            Some(b"segment_size_mb:64"),
-            b"segment_size_mb:64,expandable_segments:True",
-            Log::Info(&[]),
-        ),
+        specific(Some(b"segment_size_mb:64"), b"segment_size_mb:64,expandable_segments:True", Log::Info(&[])),
         specific(
             Some(b"release_lock_on_npumalloc:True"),
             b"release_lock_on_npumalloc:True,expandable_segments:True",
@@ -224,28 +187,14 @@ fn rule_8_valid_values_get_the_pair_appended() {
 #[test]
 fn rule_8_a_trailing_comma_is_not_doubled() {
     check(&[
-        specific(
-            Some(b"page_size:1g,"),
-            b"page_size:1g,expandable_segments:True",
-            Log::Info(&[]),
-        ),
-        specific(
-            Some(b"page_size:1g, "),
-            b"page_size:1g, expandable_segments:True",
-            Log::Info(&[]),
-        ),
+        specific(Some(b"page_size:1g,"), b"page_size:1g,expandable_segments:True", Log::Info(&[])),
+        specific(Some(b"page_size:1g, "), b"page_size:1g, expandable_segments:True", Log::Info(&[])),
     ]);
 }
 
 /// A case with only `PYTORCH_ALLOC_CONF` set.
 fn generic(value: &'static [u8], want: &'static [u8], log: Log) -> Case {
-    Case {
-        specific: None,
-        generic: Some(value),
-        want_specific: None,
-        want_generic: Some(want),
-        log,
-    }
+    Case { specific: None, generic: Some(value), want_specific: None, want_generic: Some(want), log }
 }
 
 #[test]
@@ -256,26 +205,14 @@ fn rule_9_the_generic_variable_alone_is_normalized_and_the_npu_one_never_created
             b"page_size:1g,expandable_segments:True",
             Log::Info(&["PYTORCH_ALLOC_CONF=\"page_size:1g,expandable_segments:True\""]),
         ),
-        generic(
-            b"",
-            PAIR.as_bytes(),
-            Log::Info(&["PYTORCH_ALLOC_CONF=expandable_segments:True (was \"\")"]),
-        ),
-        generic(
-            b"expandable_segments:False",
-            b"expandable_segments:False",
-            Log::Silent,
-        ),
+        generic(b"", PAIR.as_bytes(), Log::Info(&["PYTORCH_ALLOC_CONF=expandable_segments:True (was \"\")"])),
+        generic(b"expandable_segments:False", b"expandable_segments:False", Log::Silent),
         generic(
             b"max_split_size_mb:256",
             b"max_split_size_mb:256",
             Log::Warn(&["PYTORCH_ALLOC_CONF=\"max_split_size_mb:256\" sets max_split_size_mb"]),
         ),
-        generic(
-            b"bogus:1",
-            b"bogus:1",
-            Log::Warn(&["Unrecognized CachingAllocator option: bogus"]),
-        ),
+        generic(b"bogus:1", b"bogus:1", Log::Warn(&["Unrecognized CachingAllocator option: bogus"])),
     ]);
 }
 

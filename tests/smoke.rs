@@ -6,8 +6,5 @@ fn library_loads_into_sh() {
         support::preloaded("/bin/sh").args(["-c", "echo \"$PYTORCH_NPU_ALLOC_CONF\""]),
         support::LIMIT,
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "expandable_segments:True\n"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "expandable_segments:True\n");
 }

@@ -95,21 +95,13 @@ pub struct Decision {
 
 impl Decision {
     fn new(rule: Rule, action: Action, level: Level, message: String) -> Self {
-        Decision {
-            rule,
-            action,
-            level,
-            message,
-        }
+        Decision { rule, action, level, message }
     }
 
     /// The marker children should inherit, if this decision sets one.
     pub fn marker(&self) -> Option<Marker> {
         match &self.action {
-            Action::Set { var, value } => Some(Marker::Set {
-                var: (*var).to_owned(),
-                hash: fingerprint(value),
-            }),
+            Action::Set { var, value } => Some(Marker::Set { var: (*var).to_owned(), hash: fingerprint(value) }),
             Action::Keep => Some(Marker::Kept),
             Action::Nothing => None,
         }
@@ -135,20 +127,10 @@ pub enum Verdict {
 pub fn decide(spec: &RuntimeSpec, facts: &Facts) -> Decision {
     use Action::{Keep, Nothing};
     if facts.disabled {
-        return Decision::new(
-            Rule::Disabled,
-            Nothing,
-            Level::Debug,
-            "disabled by NPU_ALLOC_SHIM_DISABLE=1".into(),
-        );
+        return Decision::new(Rule::Disabled, Nothing, Level::Debug, "disabled by NPU_ALLOC_SHIM_DISABLE=1".into());
     }
     if facts.secure {
-        return Decision::new(
-            Rule::Secure,
-            Nothing,
-            Level::Debug,
-            "secure-execution process: inert".into(),
-        );
+        return Decision::new(Rule::Secure, Nothing, Level::Debug, "secure-execution process: inert".into());
     }
     if facts.normalize_off {
         let message = format!("{} left alone: NPU_ALLOC_SHIM_NORMALIZE=0", spec.conf_var);
@@ -198,21 +180,10 @@ fn follow_parent(spec: &RuntimeSpec, facts: &Facts) -> Option<Decision> {
                 return None;
             };
             if current.map(fingerprint) == Some(hash) {
-                Decision::new(
-                    Rule::InheritedApplied,
-                    Action::Nothing,
-                    Level::Debug,
-                    format!("{var} already applied"),
-                )
+                Decision::new(Rule::InheritedApplied, Action::Nothing, Level::Debug, format!("{var} already applied"))
             } else {
-                let message =
-                    format!("{var} was changed after a parent process set it: left as changed");
-                Decision::new(
-                    Rule::InheritedChanged,
-                    Action::Nothing,
-                    Level::Debug,
-                    message,
-                )
+                let message = format!("{var} was changed after a parent process set it: left as changed");
+                Decision::new(Rule::InheritedChanged, Action::Nothing, Level::Debug, message)
             }
         }
     };
@@ -220,9 +191,7 @@ fn follow_parent(spec: &RuntimeSpec, facts: &Facts) -> Option<Decision> {
 }
 
 fn is_blank(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+    value.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
 }
 
 /// Rules 4 to 8 for the one variable the backend will read.
@@ -231,35 +200,19 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
     let value = match value {
         Some(value) if !is_blank(value) => value,
         _ => {
-            let was = value.map_or_else(
-                || "was unset".to_owned(),
-                |v| format!("was {}", quote(v, MESSAGE_LIMIT)),
-            );
+            let was = value.map_or_else(|| "was unset".to_owned(), |v| format!("was {}", quote(v, MESSAGE_LIMIT)));
             let message = format!("{var}={pair} ({was})");
-            let action = Action::Set {
-                var,
-                value: pair.into_bytes(),
-            };
+            let action = Action::Set { var, value: pair.into_bytes() };
             return Decision::new(Rule::Unset, action, Level::Info, message);
         }
     };
     let shown = quote(value, MESSAGE_LIMIT);
-    let keys: Vec<Vec<u8>> = Dialect::ALL
-        .iter()
-        .flat_map(|&d| key_words(value, d))
-        .collect();
+    let keys: Vec<Vec<u8>> = Dialect::ALL.iter().flat_map(|&d| key_words(value, d)).collect();
     if keys.iter().any(|k| k == spec.enable_key.as_bytes()) {
-        let message = format!(
-            "{var}={shown} already names {}: left alone",
-            spec.enable_key
-        );
+        let message = format!("{var}={shown} already names {}: left alone", spec.enable_key);
         return Decision::new(Rule::HasKey, Action::Keep, Level::Debug, message);
     }
-    if let Some(conflict) = spec
-        .conflict_keys
-        .iter()
-        .find(|c| keys.iter().any(|k| k == c.as_bytes()))
-    {
+    if let Some(conflict) = spec.conflict_keys.iter().find(|c| keys.iter().any(|k| k == c.as_bytes())) {
         let message = format!(
             "{var}={shown} sets {conflict}, which torch_npu refuses together with {pair}: left alone. \
              Expandable segments avoid the fragmentation {conflict} works around; to use them, remove {conflict} \
@@ -279,24 +232,11 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
     let mut new_value = value.clone();
     new_value.extend_from_slice(separator.as_bytes());
     new_value.extend_from_slice(pair.as_bytes());
-    let mut message = format!(
-        "{var}={} (was {shown})",
-        quote(&new_value, MESSAGE_LIMIT + pair.len() + 1)
-    );
+    let mut message = format!("{var}={} (was {shown})", quote(&new_value, MESSAGE_LIMIT + pair.len() + 1));
     if let Err(error) = parse(value, Dialect::Strict, spec.keys) {
-        message.push_str(&format!(
-            "; note: older torch_npu rejects this value already ({error})"
-        ));
+        message.push_str(&format!("; note: older torch_npu rejects this value already ({error})"));
     }
-    Decision::new(
-        Rule::Append,
-        Action::Set {
-            var,
-            value: new_value,
-        },
-        Level::Info,
-        message,
-    )
+    Decision::new(Rule::Append, Action::Set { var, value: new_value }, Level::Info, message)
 }
 
 #[cfg(test)]
@@ -305,10 +245,7 @@ mod tests {
     use crate::runtime::npu::SPEC;
 
     fn facts(specific: Option<&str>) -> Facts {
-        Facts {
-            specific: specific.map(|s| s.as_bytes().to_vec()),
-            ..Facts::default()
-        }
+        Facts { specific: specific.map(|s| s.as_bytes().to_vec()), ..Facts::default() }
     }
 
     fn set_value(decision: &Decision) -> Option<(&'static str, String)> {
@@ -323,26 +260,17 @@ mod tests {
         for value in [None, Some(""), Some("  "), Some("\t\n")] {
             let d = decide(&SPEC, &facts(value));
             assert_eq!(d.rule, Rule::Unset, "{value:?}");
-            assert_eq!(
-                set_value(&d),
-                Some(("PYTORCH_NPU_ALLOC_CONF", "expandable_segments:True".into()))
-            );
+            assert_eq!(set_value(&d), Some(("PYTORCH_NPU_ALLOC_CONF", "expandable_segments:True".into())));
         }
     }
 
     #[test]
     fn an_existing_key_is_respected_in_any_spelling() {
-        for value in [
-            "expandable_segments:False",
-            " expandable_segments : True ",
-            "page_size:1g,expandable_segments:true",
-        ] {
+        for value in
+            ["expandable_segments:False", " expandable_segments : True ", "page_size:1g,expandable_segments:true"]
+        {
             let d = decide(&SPEC, &facts(Some(value)));
-            assert_eq!(
-                (d.rule, &d.action),
-                (Rule::HasKey, &Action::Keep),
-                "{value}"
-            );
+            assert_eq!((d.rule, &d.action), (Rule::HasKey, &Action::Keep), "{value}");
         }
     }
 
@@ -351,24 +279,15 @@ mod tests {
         let d = decide(&SPEC, &facts(Some("pin_memory_expandable_segments:True")));
         assert_eq!(
             set_value(&d),
-            Some((
-                "PYTORCH_NPU_ALLOC_CONF",
-                "pin_memory_expandable_segments:True,expandable_segments:True".into()
-            ))
+            Some(("PYTORCH_NPU_ALLOC_CONF", "pin_memory_expandable_segments:True,expandable_segments:True".into()))
         );
     }
 
     #[test]
     fn conflicts_are_refused_with_advice() {
-        for value in [
-            "max_split_size_mb:256",
-            "garbage_collection_threshold:0.6,page_size:1g",
-        ] {
+        for value in ["max_split_size_mb:256", "garbage_collection_threshold:0.6,page_size:1g"] {
             let d = decide(&SPEC, &facts(Some(value)));
-            assert_eq!(
-                (d.rule, d.level, d.verdict()),
-                (Rule::Conflict, Level::Warn, Verdict::Refused)
-            );
+            assert_eq!((d.rule, d.level, d.verdict()), (Rule::Conflict, Level::Warn, Verdict::Refused));
             assert!(d.message.contains("remove"), "{}", d.message);
         }
     }
@@ -377,12 +296,7 @@ mod tests {
     fn invalid_values_are_refused_quoting_the_problem() {
         let d = decide(&SPEC, &facts(Some("bogus:1")));
         assert_eq!(d.rule, Rule::Invalid);
-        assert!(
-            d.message
-                .contains("Unrecognized CachingAllocator option: bogus"),
-            "{}",
-            d.message
-        );
+        assert!(d.message.contains("Unrecognized CachingAllocator option: bogus"), "{}", d.message);
         let d = decide(&SPEC, &facts(Some("page_size:2m")));
         assert_eq!(d.rule, Rule::Invalid);
     }
@@ -390,73 +304,30 @@ mod tests {
     #[test]
     fn valid_values_get_the_pair_appended() {
         let d = decide(&SPEC, &facts(Some("page_size:1g")));
-        assert_eq!(
-            set_value(&d),
-            Some((
-                "PYTORCH_NPU_ALLOC_CONF",
-                "page_size:1g,expandable_segments:True".into()
-            ))
-        );
+        assert_eq!(set_value(&d), Some(("PYTORCH_NPU_ALLOC_CONF", "page_size:1g,expandable_segments:True".into())));
         let d = decide(&SPEC, &facts(Some("page_size:1g, ")));
-        assert_eq!(
-            set_value(&d),
-            Some((
-                "PYTORCH_NPU_ALLOC_CONF",
-                "page_size:1g, expandable_segments:True".into()
-            ))
-        );
+        assert_eq!(set_value(&d), Some(("PYTORCH_NPU_ALLOC_CONF", "page_size:1g, expandable_segments:True".into())));
     }
 
     #[test]
     fn the_generic_variable_is_used_when_alone_and_never_both() {
-        let generic = Facts {
-            generic: Some(b"page_size:1g".to_vec()),
-            ..Facts::default()
-        };
+        let generic = Facts { generic: Some(b"page_size:1g".to_vec()), ..Facts::default() };
         assert_eq!(
             set_value(&decide(&SPEC, &generic)),
-            Some((
-                "PYTORCH_ALLOC_CONF",
-                "page_size:1g,expandable_segments:True".into()
-            ))
+            Some(("PYTORCH_ALLOC_CONF", "page_size:1g,expandable_segments:True".into()))
         );
-        let both = Facts {
-            generic: Some(b"".to_vec()),
-            specific: Some(b"".to_vec()),
-            ..Facts::default()
-        };
+        let both = Facts { generic: Some(b"".to_vec()), specific: Some(b"".to_vec()), ..Facts::default() };
         let d = decide(&SPEC, &both);
         assert_eq!((d.rule, d.action), (Rule::BothSet, Action::Keep));
     }
 
     #[test]
     fn switches_come_first() {
-        let base = Facts {
-            argv: vec![b"--enable-sleep-mode".to_vec()],
-            ..Facts::default()
-        };
+        let base = Facts { argv: vec![b"--enable-sleep-mode".to_vec()], ..Facts::default() };
         let cases = [
-            (
-                Facts {
-                    disabled: true,
-                    ..base.clone()
-                },
-                Rule::Disabled,
-            ),
-            (
-                Facts {
-                    secure: true,
-                    ..base.clone()
-                },
-                Rule::Secure,
-            ),
-            (
-                Facts {
-                    normalize_off: true,
-                    ..base.clone()
-                },
-                Rule::NormalizeOff,
-            ),
+            (Facts { disabled: true, ..base.clone() }, Rule::Disabled),
+            (Facts { secure: true, ..base.clone() }, Rule::Secure),
+            (Facts { normalize_off: true, ..base.clone() }, Rule::NormalizeOff),
             (base.clone(), Rule::MemoryPool),
         ];
         for (facts, rule) in cases {
@@ -468,50 +339,24 @@ mod tests {
     fn children_follow_the_marker() {
         let applied = decide(&SPEC, &facts(None));
         let marker = applied.marker().unwrap().render().into_bytes();
-        let same = Facts {
-            marker: Some(marker.clone()),
-            ..facts(Some("expandable_segments:True"))
-        };
+        let same = Facts { marker: Some(marker.clone()), ..facts(Some("expandable_segments:True")) };
         assert_eq!(decide(&SPEC, &same).rule, Rule::InheritedApplied);
-        let removed = Facts {
-            marker: Some(marker.clone()),
-            ..facts(None)
-        };
+        let removed = Facts { marker: Some(marker.clone()), ..facts(None) };
         assert_eq!(decide(&SPEC, &removed).rule, Rule::InheritedChanged);
-        let kept = Facts {
-            marker: Some(b"kept".to_vec()),
-            ..facts(None)
-        };
+        let kept = Facts { marker: Some(b"kept".to_vec()), ..facts(None) };
         assert_eq!(decide(&SPEC, &kept).rule, Rule::InheritedKept);
-        let garbage = Facts {
-            marker: Some(b"zzz".to_vec()),
-            ..facts(None)
-        };
+        let garbage = Facts { marker: Some(b"zzz".to_vec()), ..facts(None) };
         assert_eq!(decide(&SPEC, &garbage).rule, Rule::Unset);
     }
 
     #[test]
     fn non_utf8_and_long_values_survive_whole() {
         let mut value = b"page_size:1g".to_vec();
-        let d = decide(
-            &SPEC,
-            &Facts {
-                specific: Some([value.clone(), vec![0xff]].concat()),
-                ..Facts::default()
-            },
-        );
+        let d = decide(&SPEC, &Facts { specific: Some([value.clone(), vec![0xff]].concat()), ..Facts::default() });
         assert_eq!(d.rule, Rule::Invalid);
         value.extend(std::iter::repeat_n(b' ', 1 << 20));
-        let d = decide(
-            &SPEC,
-            &Facts {
-                specific: Some(value.clone()),
-                ..Facts::default()
-            },
-        );
-        let Action::Set { value: new, .. } = d.action else {
-            panic!("{:?}", d.rule)
-        };
+        let d = decide(&SPEC, &Facts { specific: Some(value.clone()), ..Facts::default() });
+        let Action::Set { value: new, .. } = d.action else { panic!("{:?}", d.rule) };
         assert_eq!(new.len(), value.len() + ",expandable_segments:True".len());
         assert!(d.message.len() < 1000);
     }

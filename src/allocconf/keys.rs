@@ -77,40 +77,28 @@ pub fn check_scalar(rule: ValueRule, key: &str, text: &[u8]) -> Result<(), Strin
     match rule {
         ValueRule::Bool => match text {
             b"True" | b"False" => Ok(()),
-            _ => Err(format!(
-                "Expected a single True/False argument for {key} (got \"{shown}\")"
-            )),
+            _ => Err(format!("Expected a single True/False argument for {key} (got \"{shown}\")")),
         },
         ValueRule::MegabytesAbove(min) => match digits(text) {
             Some(v) if v > min => Ok(()),
             Some(_) => Err(format!("{key} too small, must be > {min}")),
-            None => Err(format!(
-                "{key} must be an integer number of MB (got \"{shown}\")"
-            )),
+            None => Err(format!("{key} must be an integer number of MB (got \"{shown}\")")),
         },
         ValueRule::IntRange(lo, hi) => match digits(text) {
             Some(v) if (lo..=hi).contains(&v) => Ok(()),
-            _ => Err(format!(
-                "{key} must be an integer in [{lo}, {hi}] (got \"{shown}\")"
-            )),
+            _ => Err(format!("{key} must be an integer in [{lo}, {hi}] (got \"{shown}\")")),
         },
         ValueRule::UnsignedInt => match digits(text) {
             Some(_) => Ok(()),
-            None => Err(format!(
-                "{key} must be a non-negative integer (got \"{shown}\")"
-            )),
+            None => Err(format!("{key} must be a non-negative integer (got \"{shown}\")")),
         },
         ValueRule::OpenFraction => match number(text) {
             Some(v) if v > 0.0 && v < 1.0 => Ok(()),
-            _ => Err(format!(
-                "{key} must be a number with 0 < x < 1 (got \"{shown}\")"
-            )),
+            _ => Err(format!("{key} must be a number with 0 < x < 1 (got \"{shown}\")")),
         },
         ValueRule::ClosedFraction => match number(text) {
             Some(v) if (0.0..=1.0).contains(&v) => Ok(()),
-            _ => Err(format!(
-                "{key} must be a number in [0.0, 1.0] (got \"{shown}\")"
-            )),
+            _ => Err(format!("{key} must be a number in [0.0, 1.0] (got \"{shown}\")")),
         },
         ValueRule::Literal(word) => {
             if text == word.as_bytes() {

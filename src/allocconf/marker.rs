@@ -29,10 +29,7 @@ impl Marker {
         if var.is_empty() || hash.len() != 16 {
             return None;
         }
-        Some(Marker::Set {
-            var: var.to_owned(),
-            hash: u64::from_str_radix(hash, 16).ok()?,
-        })
+        Some(Marker::Set { var: var.to_owned(), hash: u64::from_str_radix(hash, 16).ok()? })
     }
 
     pub fn render(&self) -> String {
@@ -45,9 +42,7 @@ impl Marker {
 
 /// FNV-1a, 64 bit: stable across builds and architectures.
 pub fn fingerprint(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]
@@ -56,27 +51,14 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for marker in [
-            Marker::Kept,
-            Marker::Set {
-                var: "PYTORCH_NPU_ALLOC_CONF".into(),
-                hash: fingerprint(b"x"),
-            },
-        ] {
+        for marker in [Marker::Kept, Marker::Set { var: "PYTORCH_NPU_ALLOC_CONF".into(), hash: fingerprint(b"x") }] {
             assert_eq!(Marker::parse(marker.render().as_bytes()), Some(marker));
         }
     }
 
     #[test]
     fn refuses_malformed_text() {
-        for text in [
-            "",
-            "keep",
-            "set:",
-            "set:VAR:12",
-            "set::0123456789abcdef",
-            "set:V:0123456789abcdeg",
-        ] {
+        for text in ["", "keep", "set:", "set:VAR:12", "set::0123456789abcdef", "set:V:0123456789abcdeg"] {
             assert_eq!(Marker::parse(text.as_bytes()), None, "{text}");
         }
     }

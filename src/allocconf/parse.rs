@@ -26,10 +26,7 @@ impl Parsed {
     }
 
     pub fn value_of(&self, key: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|e| e.key == key)
-            .map(|e| e.value.as_str())
+        self.entries.iter().find(|e| e.key == key).map(|e| e.value.as_str())
     }
 }
 
@@ -37,11 +34,7 @@ impl Parsed {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParseError {
     /// A separator was expected (`:` after a key, `,` between pairs).
-    Expected {
-        expected: char,
-        found: Option<String>,
-        offset: usize,
-    },
+    Expected { expected: char, found: Option<String>, offset: usize },
     /// A word in key position that no version of the backend knows.
     UnknownKey { key: String, offset: usize },
     /// A key with a missing value.
@@ -53,29 +46,15 @@ pub enum ParseError {
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ParseError::Expected {
-                expected,
-                found: Some(found),
-                offset,
-            } => write!(
+            ParseError::Expected { expected, found: Some(found), offset } => write!(
                 f,
                 "Error parsing CachingAllocator settings, expected {expected} (found \"{found}\" at byte {offset})"
             ),
-            ParseError::Expected {
-                expected,
-                found: None,
-                ..
-            } => {
-                write!(
-                    f,
-                    "Error parsing CachingAllocator settings, expected {expected} (found the end)"
-                )
+            ParseError::Expected { expected, found: None, .. } => {
+                write!(f, "Error parsing CachingAllocator settings, expected {expected} (found the end)")
             }
             ParseError::UnknownKey { key, offset } => {
-                write!(
-                    f,
-                    "Unrecognized CachingAllocator option: {key} (at byte {offset})"
-                )
+                write!(f, "Unrecognized CachingAllocator option: {key} (at byte {offset})")
             }
             ParseError::MissingValue { key } => write!(f, "Error, expecting {key} value"),
             ParseError::InvalidValue { reason, .. } => f.write_str(reason),
@@ -94,8 +73,7 @@ impl Cursor<'_> {
     }
 
     fn lossy(&self, index: usize) -> Option<String> {
-        self.text(index)
-            .map(|t| String::from_utf8_lossy(t).into_owned())
+        self.text(index).map(|t| String::from_utf8_lossy(t).into_owned())
     }
 
     fn expect(&mut self, punct: u8) -> Result<(), ParseError> {
@@ -104,20 +82,13 @@ impl Cursor<'_> {
             return Ok(());
         }
         let offset = self.tokens.get(self.index).map_or(usize::MAX, |t| t.offset);
-        Err(ParseError::Expected {
-            expected: punct as char,
-            found: self.lossy(self.index),
-            offset,
-        })
+        Err(ParseError::Expected { expected: punct as char, found: self.lossy(self.index), offset })
     }
 
     /// Moves to the value token after `key:`.
     fn value(&mut self, key: &str) -> Result<&[u8], ParseError> {
         self.index += 1;
-        self.text(self.index)
-            .ok_or_else(|| ParseError::MissingValue {
-                key: key.to_owned(),
-            })
+        self.text(self.index).ok_or_else(|| ParseError::MissingValue { key: key.to_owned() })
     }
 }
 
@@ -125,10 +96,7 @@ impl Cursor<'_> {
 /// set of keys that exist.
 pub fn parse(input: &[u8], dialect: Dialect, table: &[KeySpec]) -> Result<Parsed, ParseError> {
     let tokens = tokenize(input, dialect);
-    let mut cursor = Cursor {
-        tokens: &tokens,
-        index: 0,
-    };
+    let mut cursor = Cursor { tokens: &tokens, index: 0 };
     let mut entries = Vec::new();
     while cursor.index < tokens.len() {
         let key_token = &tokens[cursor.index];
@@ -145,54 +113,36 @@ pub fn parse(input: &[u8], dialect: Dialect, table: &[KeySpec]) -> Result<Parsed
             }
             rule => {
                 let text = cursor.value(spec.name)?;
-                keys::check_scalar(rule, spec.name, text).map_err(|reason| {
-                    ParseError::InvalidValue {
-                        key: spec.name.to_owned(),
-                        reason,
-                    }
-                })?;
+                keys::check_scalar(rule, spec.name, text)
+                    .map_err(|reason| ParseError::InvalidValue { key: spec.name.to_owned(), reason })?;
                 String::from_utf8_lossy(text).into_owned()
             }
         };
-        entries.push(Entry {
-            key: spec.name.to_owned(),
-            value,
-        });
+        entries.push(Entry { key: spec.name.to_owned(), value });
         if cursor.index + 1 < tokens.len() {
             cursor.expect(b',')?;
         }
         cursor.index += 1;
     }
     let ends_with_comma = tokens.last().is_some_and(|t| t.text == b",");
-    Ok(Parsed {
-        entries,
-        ends_with_comma,
-    })
+    Ok(Parsed { entries, ends_with_comma })
 }
 
 /// `[interval:divisions, ..., >:divisions]`, intervals and divisions powers of two.
 fn parse_roundup_list(cursor: &mut Cursor<'_>, key: &str) -> Result<String, ParseError> {
-    let invalid = |reason: &str| ParseError::InvalidValue {
-        key: key.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let invalid = |reason: &str| ParseError::InvalidValue { key: key.to_owned(), reason: reason.to_owned() };
     cursor.index += 1; // the '['
     let mut shown = String::from("[");
     loop {
         cursor.index += 1;
         match cursor.text(cursor.index) {
             None => {
-                return Err(invalid(
-                    "Expected closing bracket ']' while parsing roundup_power2_divisions",
-                ));
+                return Err(invalid("Expected closing bracket ']' while parsing roundup_power2_divisions"));
             }
             Some(b"]") => break,
             Some(interval) => {
                 let is_power = |t: &[u8]| {
-                    std::str::from_utf8(t)
-                        .ok()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .is_some_and(u64::is_power_of_two)
+                    std::str::from_utf8(t).ok().and_then(|s| s.parse::<u64>().ok()).is_some_and(u64::is_power_of_two)
                 };
                 if interval != b">" && !is_power(interval) {
                     return Err(invalid("For roundups, the intervals have to be power of 2"));
@@ -202,33 +152,23 @@ fn parse_roundup_list(cursor: &mut Cursor<'_>, key: &str) -> Result<String, Pars
                 let divisions = cursor.value(key)?;
                 let divisions_ok = divisions == b"0" || is_power(divisions);
                 if !divisions_ok {
-                    return Err(invalid(
-                        "For roundups, the divisions has to be power of 2 or 0 to disable roundup",
-                    ));
+                    return Err(invalid("For roundups, the divisions has to be power of 2 or 0 to disable roundup"));
                 }
                 if shown.len() > 1 {
                     shown.push(',');
                 }
-                shown.push_str(&format!(
-                    "{interval}:{}",
-                    String::from_utf8_lossy(divisions)
-                ));
+                shown.push_str(&format!("{interval}:{}", String::from_utf8_lossy(divisions)));
                 match cursor.text(cursor.index + 1) {
                     Some(b",") => cursor.index += 1,
                     Some(b"]") => {}
                     None => {
-                        return Err(invalid(
-                            "Expected closing bracket ']' while parsing roundup_power2_divisions",
-                        ));
+                        return Err(invalid("Expected closing bracket ']' while parsing roundup_power2_divisions"));
                     }
                     other => {
                         return Err(ParseError::Expected {
                             expected: ',',
                             found: other.map(|t| String::from_utf8_lossy(t).into_owned()),
-                            offset: cursor
-                                .tokens
-                                .get(cursor.index + 1)
-                                .map_or(usize::MAX, |t| t.offset),
+                            offset: cursor.tokens.get(cursor.index + 1).map_or(usize::MAX, |t| t.offset),
                         });
                     }
                 }
@@ -280,10 +220,7 @@ mod tests {
             for dialect in Dialect::ALL {
                 let parsed = ok(case, dialect);
                 assert_eq!(parsed.entries.len(), 1, "{case}");
-                assert_eq!(
-                    format!("{}:{}", parsed.entries[0].key, parsed.entries[0].value),
-                    case
-                );
+                assert_eq!(format!("{}:{}", parsed.entries[0].key, parsed.entries[0].value), case);
             }
         }
     }
@@ -312,51 +249,26 @@ mod tests {
             "per_process_memory_fraction:1.5",
         ];
         for case in cases {
-            assert!(
-                matches!(err(case, Dialect::Lenient), ParseError::InvalidValue { .. }),
-                "{case}"
-            );
+            assert!(matches!(err(case, Dialect::Lenient), ParseError::InvalidValue { .. }), "{case}");
         }
     }
 
     #[test]
     fn separators_are_checked() {
-        assert!(matches!(
-            err("expandable_segments=True", Dialect::Strict),
-            ParseError::UnknownKey { .. }
-        ));
-        assert!(matches!(
-            err("max_split_size_mb:256;page_size:1g", Dialect::Strict),
-            ParseError::InvalidValue { .. }
-        ));
+        assert!(matches!(err("expandable_segments=True", Dialect::Strict), ParseError::UnknownKey { .. }));
+        assert!(matches!(err("max_split_size_mb:256;page_size:1g", Dialect::Strict), ParseError::InvalidValue { .. }));
         assert_eq!(
             err("page_size", Dialect::Strict),
-            ParseError::Expected {
-                expected: ':',
-                found: None,
-                offset: usize::MAX
-            }
+            ParseError::Expected { expected: ':', found: None, offset: usize::MAX }
         );
-        assert!(matches!(
-            err("page_size,1g", Dialect::Strict),
-            ParseError::Expected { expected: ':', .. }
-        ));
-        assert!(matches!(
-            err("page_size:1g:", Dialect::Strict),
-            ParseError::Expected { expected: ',', .. }
-        ));
+        assert!(matches!(err("page_size,1g", Dialect::Strict), ParseError::Expected { expected: ':', .. }));
+        assert!(matches!(err("page_size:1g:", Dialect::Strict), ParseError::Expected { expected: ',', .. }));
     }
 
     #[test]
     fn missing_values_and_unclosed_lists_are_errors() {
-        assert!(matches!(
-            err("page_size:", Dialect::Strict),
-            ParseError::MissingValue { .. }
-        ));
-        assert!(matches!(
-            err("roundup_power2_divisions:[256:1", Dialect::Strict),
-            ParseError::InvalidValue { .. }
-        ));
+        assert!(matches!(err("page_size:", Dialect::Strict), ParseError::MissingValue { .. }));
+        assert!(matches!(err("roundup_power2_divisions:[256:1", Dialect::Strict), ParseError::InvalidValue { .. }));
         assert!(matches!(
             err("roundup_power2_divisions:[256:1;512:2]", Dialect::Strict),
             ParseError::InvalidValue { .. }
@@ -366,15 +278,9 @@ mod tests {
     #[test]
     fn unknown_keys_quote_the_key() {
         let e = err("bogus:1", Dialect::Strict);
-        assert_eq!(
-            e.to_string(),
-            "Unrecognized CachingAllocator option: bogus (at byte 0)"
-        );
+        assert_eq!(e.to_string(), "Unrecognized CachingAllocator option: bogus (at byte 0)");
         let e = err(",expandable_segments:True", Dialect::Lenient);
-        assert!(
-            e.to_string()
-                .starts_with("Unrecognized CachingAllocator option: ,")
-        );
+        assert!(e.to_string().starts_with("Unrecognized CachingAllocator option: ,"));
     }
 
     #[test]
@@ -382,10 +288,7 @@ mod tests {
         let parsed = ok("page_size:1g,", Dialect::Strict);
         assert!(parsed.ends_with_comma);
         assert!(!ok("page_size:1g", Dialect::Strict).ends_with_comma);
-        assert!(matches!(
-            err("page_size:1g,,", Dialect::Strict),
-            ParseError::UnknownKey { .. }
-        ));
+        assert!(matches!(err("page_size:1g,,", Dialect::Strict), ParseError::UnknownKey { .. }));
     }
 
     #[test]
@@ -437,10 +340,7 @@ mod key_word_tests {
     #[test]
     fn finds_keys_even_in_broken_values() {
         let words = key_words(b"bogus:1, expandable_segments :yes,", Dialect::Strict);
-        assert_eq!(
-            words,
-            vec![b"bogus".to_vec(), b"expandable_segments".to_vec()]
-        );
+        assert_eq!(words, vec![b"bogus".to_vec(), b"expandable_segments".to_vec()]);
     }
 
     #[test]

@@ -4,18 +4,11 @@
 
 /// Returns the argument that shows a memory-pooling mode, if any.
 pub fn memory_pool_flag(argv: &[Vec<u8>]) -> Option<String> {
-    argv.iter()
-        .find(|arg| enables_memory_pool(arg))
-        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+    argv.iter().find(|arg| enables_memory_pool(arg)).map(|arg| String::from_utf8_lossy(arg).into_owned())
 }
 
 /// Flags (after lowercasing and mapping `_` to `-`) that turn pooling on.
-const FLAGS: [&str; 4] = [
-    "--enable-sleep-mode",
-    "--vllm.enable-sleep",
-    "--vllm-enable-sleep",
-    "--enable-memory-saver",
-];
+const FLAGS: [&str; 4] = ["--enable-sleep-mode", "--vllm.enable-sleep", "--vllm-enable-sleep", "--enable-memory-saver"];
 
 fn enables_memory_pool(arg: &[u8]) -> bool {
     let lowered: Vec<u8> = arg.iter().map(u8::to_ascii_lowercase).collect();
@@ -30,14 +23,8 @@ fn enables_memory_pool(arg: &[u8]) -> bool {
     {
         return is_true(value);
     }
-    let dashed: Vec<u8> = name
-        .iter()
-        .map(|&b| if b == b'_' { b'-' } else { b })
-        .collect();
-    FLAGS
-        .iter()
-        .any(|flag| flag.as_bytes() == dashed.as_slice())
-        && value.is_none_or(is_true)
+    let dashed: Vec<u8> = name.iter().map(|&b| if b == b'_' { b'-' } else { b }).collect();
+    FLAGS.iter().any(|flag| flag.as_bytes() == dashed.as_slice()) && value.is_none_or(is_true)
 }
 
 fn is_true(value: &[u8]) -> bool {
@@ -68,11 +55,7 @@ mod tests {
             "--enable-memory-saver",
             "--enable_memory_saver",
         ] {
-            assert_eq!(
-                detect(&["python", "-m", "x", flag]).as_deref(),
-                Some(flag),
-                "{flag}"
-            );
+            assert_eq!(detect(&["python", "-m", "x", flag]).as_deref(), Some(flag), "{flag}");
         }
     }
 

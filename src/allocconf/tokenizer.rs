@@ -50,15 +50,9 @@ pub fn tokenize(input: &[u8], dialect: Dialect) -> Vec<Token> {
     for (offset, &byte) in input.iter().enumerate() {
         if is_punct(byte) {
             if !word.is_empty() {
-                tokens.push(Token {
-                    text: std::mem::take(&mut word),
-                    offset: word_start,
-                });
+                tokens.push(Token { text: std::mem::take(&mut word), offset: word_start });
             }
-            tokens.push(Token {
-                text: vec![byte],
-                offset,
-            });
+            tokens.push(Token { text: vec![byte], offset });
         } else if !dialect.drops(byte) {
             if word.is_empty() {
                 word_start = offset;
@@ -67,10 +61,7 @@ pub fn tokenize(input: &[u8], dialect: Dialect) -> Vec<Token> {
         }
     }
     if !word.is_empty() {
-        tokens.push(Token {
-            text: word,
-            offset: word_start,
-        });
+        tokens.push(Token { text: word, offset: word_start });
     }
     tokens
 }
@@ -80,19 +71,14 @@ mod tests {
     use super::*;
 
     fn texts(input: &str, dialect: Dialect) -> Vec<String> {
-        tokenize(input.as_bytes(), dialect)
-            .into_iter()
-            .map(|t| String::from_utf8(t.text).unwrap())
-            .collect()
+        tokenize(input.as_bytes(), dialect).into_iter().map(|t| String::from_utf8(t.text).unwrap()).collect()
     }
 
     #[test]
     fn punctuation_is_always_its_own_token() {
         assert_eq!(
             texts("a:1,b:[2:3,>:4]", Dialect::Strict),
-            [
-                "a", ":", "1", ",", "b", ":", "[", "2", ":", "3", ",", ">", ":", "4", "]"
-            ]
+            ["a", ":", "1", ",", "b", ":", "[", "2", ":", "3", ",", ">", ":", "4", "]"]
         );
     }
 
@@ -111,9 +97,6 @@ mod tests {
     #[test]
     fn offsets_point_at_token_starts() {
         let tokens = tokenize(b"  ab :c", Dialect::Strict);
-        assert_eq!(
-            tokens.iter().map(|t| t.offset).collect::<Vec<_>>(),
-            [2, 5, 6]
-        );
+        assert_eq!(tokens.iter().map(|t| t.offset).collect::<Vec<_>>(), [2, 5, 6]);
     }
 }

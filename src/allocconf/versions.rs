@@ -64,10 +64,7 @@ impl Version {
         for run in runs(public)? {
             match run {
                 Run::Number(n) => match label.take() {
-                    None if version.pre.is_none()
-                        && version.post.is_none()
-                        && version.dev.is_none() =>
-                    {
+                    None if version.pre.is_none() && version.post.is_none() && version.dev.is_none() => {
                         version.release.push(n)
                     }
                     None => version.extra.push(n),
@@ -162,10 +159,7 @@ fn runs(text: &str) -> Option<Vec<Run<'_>>> {
 fn compare_release(a: &[u64], b: &[u64]) -> Ordering {
     let len = a.len().max(b.len());
     let at = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
-    (0..len)
-        .map(|i| at(a, i).cmp(&at(b, i)))
-        .find(|o| o.is_ne())
-        .unwrap_or(Ordering::Equal)
+    (0..len).map(|i| at(a, i).cmp(&at(b, i))).find(|o| o.is_ne()).unwrap_or(Ordering::Equal)
 }
 
 impl Ord for Version {
@@ -207,9 +201,7 @@ fn known(text: &str) -> Version {
 pub fn driver_version(version_info: &str) -> Option<Version> {
     version_info.lines().find_map(|line| {
         let (key, value) = line.split_once('=')?;
-        key.trim()
-            .eq_ignore_ascii_case("version")
-            .then(|| Version::parse(value))?
+        key.trim().eq_ignore_ascii_case("version").then(|| Version::parse(value))?
     })
 }
 
@@ -252,6 +244,16 @@ pub fn torch_npu_has_expandable_segments(torch_npu: &Version) -> bool {
     *torch_npu >= known(TORCH_NPU_EXPANDABLE_SINCE)
 }
 
+/// The last release checked to read only `PYTORCH_NPU_ALLOC_CONF`.
+pub const TORCH_NPU_ONLY_OWN_VARIABLE_UNTIL: &str = "2.10.0.post4";
+
+/// Whether this torch_npu reads PyTorch's generic `PYTORCH_ALLOC_CONF`: the
+/// released lines up to 2.10.0.post4 read only their own variable (only the
+/// development branch also reads the generic one).
+pub fn torch_npu_reads_generic_variable(torch_npu: &Version) -> bool {
+    *torch_npu > known(TORCH_NPU_ONLY_OWN_VARIABLE_UNTIL)
+}
+
 /// Warnings about an installed torch_npu and the keys of a value
 /// (`keys`: each key name with the lines that accept it).
 pub fn torch_npu_warnings(torch_npu: &Version, keys: &[(&str, Since)]) -> Vec<String> {
@@ -274,11 +276,11 @@ pub fn torch_npu_warnings(torch_npu: &Version, keys: &[(&str, Since)]) -> Vec<St
             Acceptance::Accepted => {}
             Acceptance::Rejected => warnings.push(format!(
                 "torch_npu {v} rejects {key} (verified on 2.5.1: \
-                 \"Unrecognized CachingAllocator option: {key}\"); {key} is known to {}",
+                 \"Unrecognized CachingAllocator option: {key}\"); {key} is accepted by {}",
                 since.describe()
             )),
             Acceptance::MayBeRejected => warnings.push(format!(
-                "torch_npu {v} may reject {key} (not verified); {key} is known to {}",
+                "torch_npu {v} may reject {key} (not verified); {key} is accepted by {}",
                 since.describe()
             )),
         }
@@ -290,9 +292,7 @@ pub fn torch_npu_warnings(torch_npu: &Version, keys: &[(&str, Since)]) -> Vec<St
 pub fn driver_warnings(driver: &Version) -> Vec<String> {
     let v = driver.as_str();
     if *driver < known(DRIVER_EXPANDABLE_SINCE) {
-        vec![format!(
-            "Ascend driver {v} lacks expandable segments (they need HDK {DRIVER_EXPANDABLE_SINCE} or later)"
-        )]
+        vec![format!("Ascend driver {v} lacks expandable segments (they need HDK {DRIVER_EXPANDABLE_SINCE} or later)")]
     } else if *driver < known(DRIVER_MULTI_CARD_SINCE) {
         vec![format!(
             "Ascend driver {v}: before HDK 24.1.RC3 a process using expandable segments cannot use several cards"
@@ -393,17 +393,21 @@ mod tests {
 
     #[test]
     fn key_warnings_name_each_key_once() {
-        let keys = [
-            ("page_size", Since::Legacy),
-            ("segment_size_mb", Since::Newer),
-            ("segment_size_mb", Since::Newer),
-        ];
+        let keys = [("page_size", Since::Legacy), ("segment_size_mb", Since::Newer), ("segment_size_mb", Since::Newer)];
         let warnings = torch_npu_warnings(&v("2.5.1"), &keys);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("rejects segment_size_mb (verified on 2.5.1"));
         let warnings = torch_npu_warnings(&v("2.7.1"), &keys);
         assert!(warnings[0].contains("may reject segment_size_mb (not verified)"));
         assert!(torch_npu_warnings(&v("2.10.0.post4"), &keys).is_empty());
+    }
+
+    #[test]
+    fn only_unreleased_lines_read_the_generic_variable() {
+        for old in ["2.5.1", "2.8.0", "2.10.0", "2.10.0.post4"] {
+            assert!(!torch_npu_reads_generic_variable(&v(old)), "{old}");
+        }
+        assert!(torch_npu_reads_generic_variable(&v("2.11.0.dev20260101")));
     }
 
     #[test]

@@ -61,20 +61,12 @@ pub fn check(args: CheckArgs) -> i32 {
     let mut notes = Vec::new();
     let argv: Vec<Vec<u8>> = args.command.iter().map(|a| a.as_bytes().to_vec()).collect();
     let (source, facts) = match &args.value {
-        Some(value) => (
-            "argument",
-            Facts {
-                argv,
-                specific: Some(value.as_bytes().to_vec()),
-                ..Facts::default()
-            },
-        ),
+        Some(value) => ("argument", Facts { argv, specific: Some(value.as_bytes().to_vec()), ..Facts::default() }),
         None => ("environment", environment_facts(spec, argv, &mut notes)),
     };
     let decision = decide::decide(spec, &facts);
     let torch_npu: Lookup = installed::torch_npu(&args.python, spec.python_package).into();
-    let driver: Lookup =
-        installed::driver(args.driver_version_file.as_deref(), spec.driver_version_files).into();
+    let driver: Lookup = installed::driver(args.driver_version_file.as_deref(), spec.driver_version_files).into();
     let report = build(spec, source, &facts, &decision, torch_npu, driver, notes);
     if args.json {
         println!("{}", report.to_json());
@@ -93,10 +85,7 @@ fn environment_facts(spec: &RuntimeSpec, argv: Vec<Vec<u8>>, notes: &mut Vec<Str
             return unset;
         };
         parse_switch(&value).unwrap_or_else(|| {
-            notes.push(format!(
-                "{name}={}: unrecognised value, the library ignores it",
-                quote(&value, SHOW_LIMIT)
-            ));
+            notes.push(format!("{name}={}: unrecognised value, the library ignores it", quote(&value, SHOW_LIMIT)));
             unset
         })
     };
@@ -148,31 +137,29 @@ fn build(
     // The variable the decision is about: the one it writes, else the one
     // the backend reads (the specific one wins, as in the library).
     let (name, other_name) = match &decision.action {
-        Action::Set { var, .. } if *var == spec.generic_conf_var => {
-            (spec.generic_conf_var, spec.conf_var)
-        }
-        _ if facts.specific.is_none() && facts.generic.is_some() => {
-            (spec.generic_conf_var, spec.conf_var)
-        }
+        Action::Set { var, .. } if *var == spec.generic_conf_var => (spec.generic_conf_var, spec.conf_var),
+        _ if facts.specific.is_none() && facts.generic.is_some() => (spec.generic_conf_var, spec.conf_var),
         _ => (spec.conf_var, spec.generic_conf_var),
     };
     let value_of = |var: &str| {
-        if var == spec.conf_var {
-            facts.specific.as_deref()
-        } else {
-            facts.generic.as_deref()
-        }
+        if var == spec.conf_var { facts.specific.as_deref() } else { facts.generic.as_deref() }
     };
     let value = value_of(name);
     let installed_torch_npu = torch_npu.found.as_ref().and_then(|f| f.parsed.as_ref());
-    let parses = Dialect::ALL
-        .iter()
-        .map(|&d| parse_report(spec, value, d, installed_torch_npu))
-        .collect();
+    let parses = Dialect::ALL.iter().map(|&d| parse_report(spec, value, d, installed_torch_npu)).collect();
     let mut warnings = Vec::new();
     if let Some(version) = installed_torch_npu {
         let keys = known_keys(spec, value.unwrap_or_default());
         warnings.extend(versions::torch_npu_warnings(version, &keys));
+        if name == spec.generic_conf_var && !versions::torch_npu_reads_generic_variable(version) {
+            warnings.push(format!(
+                "torch_npu {} reads only {}: {name} has no effect there, with or without the library; \
+                 set {} instead",
+                version.as_str(),
+                spec.conf_var,
+                spec.conf_var
+            ));
+        }
     }
     if let Some(version) = driver.found.as_ref().and_then(|f| f.parsed.as_ref()) {
         warnings.extend(versions::driver_warnings(version));
@@ -219,8 +206,7 @@ fn parse_report(
     dialect: Dialect,
     installed: Option<&Version>,
 ) -> DialectParse {
-    let (entries, ends_with_comma, error) = match parse(value.unwrap_or_default(), dialect, spec.keys)
-    {
+    let (entries, ends_with_comma, error) = match parse(value.unwrap_or_default(), dialect, spec.keys) {
         Ok(parsed) => (parsed.entries, parsed.ends_with_comma, None),
         Err(error) => (Vec::new(), false, Some(error.to_string())),
     };
@@ -230,9 +216,7 @@ fn parse_report(
             let since = keys::find(spec.keys, entry.key.as_bytes()).map(|k| k.since);
             EntryReport {
                 accepted_by: since.map_or("no torch_npu version", Since::describe),
-                installed: since
-                    .zip(installed)
-                    .map(|(since, version)| versions::acceptance(version, since).name()),
+                installed: since.zip(installed).map(|(since, version)| versions::acceptance(version, since).name()),
                 key: entry.key,
                 value: entry.value,
             }

@@ -56,11 +56,7 @@ pub struct Found {
 
 impl Found {
     fn new(version: &str, source: String) -> Found {
-        Found {
-            version: version.to_owned(),
-            parsed: Version::parse(version),
-            source,
-        }
+        Found { version: version.to_owned(), parsed: Version::parse(version), source }
     }
 }
 
@@ -78,9 +74,7 @@ pub fn torch_npu(python: &OsStr, package: &str) -> Result<Found, String> {
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if start.elapsed() < PYTHON_LIMIT => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
+            Ok(None) if start.elapsed() < PYTHON_LIMIT => std::thread::sleep(Duration::from_millis(10)),
             Ok(None) | Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -98,9 +92,7 @@ pub fn torch_npu(python: &OsStr, package: &str) -> Result<Found, String> {
     let line = output.lines().last().unwrap_or_default();
     let mut words = line.splitn(3, ' ');
     match (words.next(), words.next(), words.next()) {
-        (Some("metadata"), Some(version), _) => {
-            Ok(Found::new(version, "importlib.metadata".to_owned()))
-        }
+        (Some("metadata"), Some(version), _) => Ok(Found::new(version, "importlib.metadata".to_owned())),
         (Some("file"), Some(version), Some(path)) => Ok(Found::new(version, path.to_owned())),
         (Some("none"), ..) => Err(format!("{package} is not installed for {shown}")),
         _ => Err(format!("{shown}: unexpected answer {line:?}")),
@@ -120,11 +112,6 @@ pub fn driver(explicit: Option<&Path>, defaults: &[&str]) -> Result<Found, Strin
     };
     let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let text = String::from_utf8_lossy(&text);
-    let version = versions::driver_version(&text)
-        .ok_or_else(|| format!("{}: no Version= line", path.display()))?;
-    Ok(Found {
-        version: version.as_str().to_owned(),
-        source: path.display().to_string(),
-        parsed: Some(version),
-    })
+    let version = versions::driver_version(&text).ok_or_else(|| format!("{}: no Version= line", path.display()))?;
+    Ok(Found { version: version.as_str().to_owned(), source: path.display().to_string(), parsed: Some(version) })
 }

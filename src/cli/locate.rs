@@ -26,20 +26,13 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, String> {
     let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
     Err(format!(
         "cannot find {LIBRARY_FILE} (looked in: {}); pass --lib PATH or set {LIB_ENV}",
-        if looked.is_empty() {
-            "nowhere: this program's own path is unknown".to_owned()
-        } else {
-            looked.join(", ")
-        }
+        if looked.is_empty() { "nowhere: this program's own path is unknown".to_owned() } else { looked.join(", ") }
     ))
 }
 
 /// `<exe dir>/libnpu_alloc_shim.so` and `<exe dir>/../lib/libnpu_alloc_shim.so`.
 fn beside_executable() -> Vec<PathBuf> {
-    let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-    else {
+    let Some(dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) else {
         return Vec::new();
     };
     let mut candidates = vec![dir.join(LIBRARY_FILE)];
@@ -53,9 +46,5 @@ fn beside_executable() -> Vec<PathBuf> {
 /// every descendant, whatever its working directory.
 fn absolute_file(path: &Path) -> Result<PathBuf, String> {
     let canonical = std::fs::canonicalize(path).map_err(|e| e.to_string())?;
-    if canonical.is_file() {
-        Ok(canonical)
-    } else {
-        Err("not a regular file".to_owned())
-    }
+    if canonical.is_file() { Ok(canonical) } else { Err("not a regular file".to_owned()) }
 }

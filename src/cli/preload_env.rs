@@ -16,16 +16,10 @@ pub fn with_library(existing: Option<&OsStr>, library: &Path) -> Result<OsString
     let lib = library.as_os_str().as_bytes();
     // ld.so splits LD_PRELOAD at spaces and colons: such a path cannot be listed.
     if lib.iter().any(|&b| b == b' ' || b == b':') {
-        return Err(format!(
-            "{}: LD_PRELOAD cannot hold a path with a space or a colon",
-            library.display()
-        ));
+        return Err(format!("{}: LD_PRELOAD cannot hold a path with a space or a colon", library.display()));
     }
     let existing = existing.map(OsStr::as_bytes).unwrap_or_default();
-    let mut entries = existing
-        .split(|&b| b == b' ' || b == b':')
-        .filter(|e| !e.is_empty())
-        .peekable();
+    let mut entries = existing.split(|&b| b == b' ' || b == b':').filter(|e| !e.is_empty()).peekable();
     if entries.peek().is_none() {
         return Ok(library.as_os_str().to_owned());
     }
@@ -49,10 +43,6 @@ fn same_file(entry: &[u8], library: &Path) -> bool {
 /// programs may change directory.
 pub fn trace_target(path: &Path) -> PathBuf {
     let names_dir = path.as_os_str().as_bytes().ends_with(b"/") || path.is_dir();
-    let target = if names_dir {
-        path.join(TRACE_FILE)
-    } else {
-        path.to_path_buf()
-    };
+    let target = if names_dir { path.join(TRACE_FILE) } else { path.to_path_buf() };
     std::path::absolute(&target).unwrap_or(target)
 }

@@ -45,14 +45,8 @@ pub struct Lookup {
 impl From<Result<Found, String>> for Lookup {
     fn from(result: Result<Found, String>) -> Self {
         match result {
-            Ok(found) => Lookup {
-                found: Some(found),
-                error: None,
-            },
-            Err(error) => Lookup {
-                found: None,
-                error: Some(error),
-            },
+            Ok(found) => Lookup { found: Some(found), error: None },
+            Err(error) => Lookup { found: None, error: Some(error) },
         }
     }
 }
@@ -89,22 +83,13 @@ impl Report {
 
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        let show = |v: &Variable| {
-            format!(
-                "{}={}",
-                v.name,
-                v.quoted.as_deref().unwrap_or("(unset)")
-            )
-        };
+        let show = |v: &Variable| format!("{}={}", v.name, v.quoted.as_deref().unwrap_or("(unset)"));
         let _ = writeln!(out, "{} (from the {})", show(&self.variable), self.source);
         if let Some(other) = &self.other {
             let _ = writeln!(out, "also set: {}", show(other));
         }
         let _ = writeln!(out, "rule:    {}", self.rule);
-        let result = self
-            .result
-            .as_ref()
-            .map_or_else(|| "unchanged".to_owned(), show);
+        let result = self.result.as_ref().map_or_else(|| "unchanged".to_owned(), show);
         let _ = writeln!(out, "result:  {result}");
         let _ = writeln!(out, "message: {}", self.message);
         for parse in &self.parses {
@@ -115,15 +100,9 @@ impl Report {
                 let _ = writeln!(out, "  (no entries)");
             }
             for entry in &parse.entries {
-                let installed = entry
-                    .installed
-                    .map(|i| format!("; installed torch_npu: {i}"))
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "  {}:{}  (accepted by {}{installed})",
-                    entry.key, entry.value, entry.accepted_by
-                );
+                let installed = entry.installed.map(|i| format!("; installed torch_npu: {i}")).unwrap_or_default();
+                let _ =
+                    writeln!(out, "  {}:{}  (accepted by {}{installed})", entry.key, entry.value, entry.accepted_by);
             }
         }
         let _ = writeln!(out, "torch_npu: {}", describe(&self.torch_npu));
@@ -134,12 +113,7 @@ impl Report {
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
         }
-        let _ = writeln!(
-            out,
-            "verdict: {} (exit status {})",
-            self.verdict.replace('-', " "),
-            self.exit_status
-        );
+        let _ = writeln!(out, "verdict: {} (exit status {})", self.verdict.replace('-', " "), self.exit_status);
         out
     }
 }

@@ -30,12 +30,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     trace: Option<PathBuf>,
     /// The program and its arguments (after `--`)
-    #[arg(
-        value_name = "PROGRAM",
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "PROGRAM", required = true, trailing_var_arg = true)]
     command: Vec<OsString>,
 }
 
@@ -56,23 +51,13 @@ pub fn run(args: RunArgs) -> i32 {
             return EXIT_NOT_FOUND;
         }
     };
-    let (program, program_args) = args
-        .command
-        .split_first()
-        .expect("clap requires PROGRAM");
+    let (program, program_args) = args.command.split_first().expect("clap requires PROGRAM");
     let mut command = Command::new(program);
     command.args(program_args).env("LD_PRELOAD", preload);
     if let Some(trace) = &args.trace {
         command.env(TRACE_VAR, preload_env::trace_target(trace));
     }
     let error = command.exec();
-    eprintln!(
-        "npu-alloc-shim: cannot run {}: {error}",
-        program.to_string_lossy()
-    );
-    if error.kind() == std::io::ErrorKind::PermissionDenied {
-        EXIT_NOT_EXECUTABLE
-    } else {
-        EXIT_NOT_FOUND
-    }
+    eprintln!("npu-alloc-shim: cannot run {}: {error}", program.to_string_lossy());
+    if error.kind() == std::io::ErrorKind::PermissionDenied { EXIT_NOT_EXECUTABLE } else { EXIT_NOT_FOUND }
 }

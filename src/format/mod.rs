@@ -146,7 +146,7 @@ pub mod histogram {
         let quarter = ((index - 4) % 4) as u64;
         let step = 1u64 << (k - 2);
         let lo = (1u64 << k) + quarter * step;
-        (lo, lo.checked_add(step).unwrap_or(u64::MAX))
+        (lo, lo.saturating_add(step))
     }
 
     #[cfg(test)]

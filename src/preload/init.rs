@@ -1,9 +1,9 @@
 //! The constructor: runs when the library is loaded (before `main` under
 //! `LD_PRELOAD`), reads the switches and applies the normalization decision.
 
-use super::{hooks, log, record};
 use super::opts::Opts;
 use super::process;
+use super::{hooks, log, record};
 use crate::allocconf::decide::{self, Action, Decision, Facts, Level, Rule};
 use crate::allocconf::marker::MARKER_VAR;
 use crate::runtime;
@@ -41,10 +41,7 @@ pub fn opts() -> Option<&'static Opts> {
 fn on_load() {
     // A panic must not unwind out of a constructor: it would abort the host.
     if std::panic::catch_unwind(load).is_err() {
-        log::emit(
-            Level::Warn,
-            "internal error while loading; the library stays inactive",
-        );
+        log::emit(Level::Warn, "internal error while loading; the library stays inactive");
     }
 }
 
@@ -73,28 +70,11 @@ fn load() {
     let decision = decide::decide(spec, &facts);
     let applied = apply(&decision);
     let (var, before) = match &decision.action {
-        Action::Set { var, .. } => (
-            *var,
-            if *var == spec.conf_var {
-                facts.specific
-            } else {
-                facts.generic
-            },
-        ),
+        Action::Set { var, .. } => (*var, if *var == spec.conf_var { facts.specific } else { facts.generic }),
         _ => (spec.conf_var, facts.specific),
     };
-    let after = if applied {
-        process::getenv(var)
-    } else {
-        before.clone()
-    };
-    let _ = CONFIG.set(ConfigRecord {
-        var,
-        before,
-        after,
-        rule: decision.rule.name(),
-        applied,
-    });
+    let after = if applied { process::getenv(var) } else { before.clone() };
+    let _ = CONFIG.set(ConfigRecord { var, before, after, rule: decision.rule.name(), applied });
     if let Some(template) = &opts.trace
         && !secure
     {
@@ -115,14 +95,9 @@ fn apply(decision: &Decision) -> bool {
     match process::thread_count() {
         Some(1) => {}
         count => {
-            let why = count.map_or_else(
-                || "the thread count is unknown".to_owned(),
-                |n| format!("{n} threads run"),
-            );
-            let message = format!(
-                "not changing the environment: {why} (loaded late?); would have: {}",
-                decision.message
-            );
+            let why = count.map_or_else(|| "the thread count is unknown".to_owned(), |n| format!("{n} threads run"));
+            let message =
+                format!("not changing the environment: {why} (loaded late?); would have: {}", decision.message);
             log::emit(Level::Warn, &message);
             return false;
         }

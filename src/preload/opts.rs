@@ -35,10 +35,7 @@ fn flag(name: &str) -> Option<bool> {
     let value = getenv(name)?;
     let parsed = parse_switch(&value);
     if parsed.is_none() {
-        log::emit(
-            Level::Warn,
-            &format!("{name}: unrecognised value, expected 0 or 1; ignored"),
-        );
+        log::emit(Level::Warn, &format!("{name}: unrecognised value, expected 0 or 1; ignored"));
     }
     parsed
 }
@@ -48,10 +45,7 @@ impl Opts {
         let log = match getenv(LOG) {
             None => Threshold::Info,
             Some(text) => Threshold::parse(&text).unwrap_or_else(|| {
-                log::emit(
-                    Level::Warn,
-                    &format!("{LOG}: expected off, warn, info or debug; using info"),
-                );
+                log::emit(Level::Warn, &format!("{LOG}: expected off, warn, info or debug; using info"));
                 Threshold::Info
             }),
         };

@@ -23,14 +23,7 @@ pub fn setenv(name: &str, value: &[u8]) -> Result<(), String> {
     // SAFETY: both are valid C strings; setenv copies them. The caller has
     // checked that this process runs a single thread, so no concurrent getenv.
     let rc = unsafe { libc::setenv(name_c.as_ptr(), value_c.as_ptr(), 1) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(format!(
-            "setenv({name}) failed: {}",
-            std::io::Error::last_os_error()
-        ))
-    }
+    if rc == 0 { Ok(()) } else { Err(format!("setenv({name}) failed: {}", std::io::Error::last_os_error())) }
 }
 
 /// True when the kernel marked this process for secure execution
@@ -43,11 +36,7 @@ pub fn is_secure() -> bool {
 /// The command line, from `/proc/self/cmdline`.
 pub fn argv() -> Vec<Vec<u8>> {
     match std::fs::read("/proc/self/cmdline") {
-        Ok(bytes) => bytes
-            .split(|&b| b == 0)
-            .filter(|a| !a.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect(),
+        Ok(bytes) => bytes.split(|&b| b == 0).filter(|a| !a.is_empty()).map(<[u8]>::to_vec).collect(),
         Err(_) => Vec::new(),
     }
 }

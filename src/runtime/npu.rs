@@ -12,47 +12,23 @@ const NEWER: Since = Since::Newer;
 
 pub static KEYS: [KeySpec; 16] = [
     KeySpec::new("max_split_size_mb", ValueRule::MegabytesAbove(20), LEGACY),
-    KeySpec::new(
-        "garbage_collection_threshold",
-        ValueRule::OpenFraction,
-        LEGACY,
-    ),
+    KeySpec::new("garbage_collection_threshold", ValueRule::OpenFraction, LEGACY),
     KeySpec::new("expandable_segments", ValueRule::Bool, LEGACY),
     KeySpec::new("base_addr_aligned_kb", ValueRule::IntRange(0, 16), LEGACY),
     KeySpec::new("page_size", ValueRule::Literal("1g"), LEGACY),
     KeySpec::new("pin_memory_expandable_segments", ValueRule::Bool, NEWER),
     KeySpec::new("pinned_mem_register", ValueRule::Bool, NEWER),
     KeySpec::new("segment_size_mb", ValueRule::IntRange(20, 512), NEWER),
-    KeySpec::new(
-        "pinned_reserve_segment_size_mb",
-        ValueRule::UnsignedInt,
-        NEWER,
-    ),
-    KeySpec::new(
-        "roundup_power2_divisions",
-        ValueRule::RoundupDivisions,
-        NEWER,
-    ),
+    KeySpec::new("pinned_reserve_segment_size_mb", ValueRule::UnsignedInt, NEWER),
+    KeySpec::new("roundup_power2_divisions", ValueRule::RoundupDivisions, NEWER),
     KeySpec::new("pinned_use_background_threads", ValueRule::Bool, NEWER),
     KeySpec::new("multi_stream_lazy_reclaim", ValueRule::Bool, NEWER),
-    KeySpec::new(
-        "per_process_memory_fraction",
-        ValueRule::ClosedFraction,
-        NEWER,
-    ),
+    KeySpec::new("per_process_memory_fraction", ValueRule::ClosedFraction, NEWER),
     // Seen only on torch_npu master (2026): accepted there, listed so that a
     // config using them is not mistaken for a typo.
     KeySpec::new("release_lock_on_npumalloc", ValueRule::Bool, Since::Master),
-    KeySpec::new(
-        "max_non_split_rounding_mb",
-        ValueRule::UnsignedInt,
-        Since::Master,
-    ),
-    KeySpec::new(
-        "large_segment_size_mb",
-        ValueRule::UnsignedInt,
-        Since::Master,
-    ),
+    KeySpec::new("max_non_split_rounding_mb", ValueRule::UnsignedInt, Since::Master),
+    KeySpec::new("large_segment_size_mb", ValueRule::UnsignedInt, Since::Master),
 ];
 
 /// Indexes into `HOOKS`, used by the hook bodies.

@@ -17,24 +17,38 @@ pub const MARKER: &str = "NPU_ALLOC_SHIM_DECISION";
 pub const PAIR: &str = "expandable_segments:True";
 
 /// What one process saw of the three variables (`None`: unset).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct View {
     pub specific: Option<Vec<u8>>,
     pub generic: Option<Vec<u8>>,
     pub marker: Option<Vec<u8>>,
 }
 
+/// Values shown as escaped text (byte arrays are unreadable in failures).
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: &Option<Vec<u8>>| match v {
+            Some(v) if v.len() > 200 => format!("({} bytes)", v.len()),
+            Some(v) => format!("\"{}\"", v.escape_ascii()),
+            None => "unset".to_owned(),
+        };
+        write!(
+            f,
+            "View {{ {SPECIFIC}: {}, {GENERIC}: {}, {MARKER}: {} }}",
+            show(&self.specific),
+            show(&self.generic),
+            show(&self.marker)
+        )
+    }
+}
+
 impl View {
     pub fn specific_str(&self) -> Option<String> {
-        self.specific
-            .as_ref()
-            .map(|v| String::from_utf8_lossy(v).into_owned())
+        self.specific.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     pub fn generic_str(&self) -> Option<String> {
-        self.generic
-            .as_ref()
-            .map(|v| String::from_utf8_lossy(v).into_owned())
+        self.generic.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())
     }
 }
 
@@ -92,11 +106,7 @@ impl Probe {
 }
 
 fn base(program: impl AsRef<OsStr>, preload: bool) -> Command {
-    if preload {
-        support::preloaded(program)
-    } else {
-        support::clean_command(program)
-    }
+    if preload { support::preloaded(program) } else { support::clean_command(program) }
 }
 
 /// Prints the records from `os.environb` (bytes, so non-UTF-8 survives).
@@ -120,8 +130,7 @@ pub fn python() -> PathBuf {
     PYTHON
         .get_or_init(|| {
             let out = support::run_with_timeout(
-                support::clean_command("python3")
-                    .args(["-c", "import sys; print(sys.executable)"]),
+                support::clean_command("python3").args(["-c", "import sys; print(sys.executable)"]),
                 support::LIMIT,
             );
             assert!(out.status.success(), "python3 is needed: {out:?}");
@@ -131,27 +140,15 @@ pub fn python() -> PathBuf {
 }
 
 pub fn getenv_probe() -> PathBuf {
-    support::compile_c(
-        "getenv_probe",
-        &["tests/fixtures/getenv_probe.c"],
-        &[],
-    )
+    support::compile_c("getenv_probe", &["tests/fixtures/getenv_probe.c"], &[])
 }
 
 pub fn environ_dump() -> PathBuf {
-    support::compile_c(
-        "environ_dump",
-        &["tests/fixtures/environ_dump.c"],
-        &["-ldl"],
-    )
+    support::compile_c("environ_dump", &["tests/fixtures/environ_dump.c"], &["-ldl"])
 }
 
 pub fn dlopen_probe() -> PathBuf {
-    support::compile_c(
-        "dlopen_probe",
-        &["tests/fixtures/dlopen_probe.c"],
-        &["-ldl", "-pthread"],
-    )
+    support::compile_c("dlopen_probe", &["tests/fixtures/dlopen_probe.c"], &["-ldl", "-pthread"])
 }
 
 /// Splits NUL-terminated records.
@@ -170,14 +167,7 @@ fn field(record: &[u8]) -> Option<Vec<u8>> {
 /// Groups records three by three into views.
 pub fn views(records: &[&[u8]]) -> Vec<View> {
     assert_eq!(records.len() % 3, 0, "records: {records:?}");
-    records
-        .chunks(3)
-        .map(|c| View {
-            specific: field(c[0]),
-            generic: field(c[1]),
-            marker: field(c[2]),
-        })
-        .collect()
+    records.chunks(3).map(|c| View { specific: field(c[0]), generic: field(c[1]), marker: field(c[2]) }).collect()
 }
 
 /// Runs a probe command to its end and reads its views.
@@ -187,12 +177,7 @@ pub fn run(command: &mut Command) -> Seen {
 }
 
 pub fn seen(out: &Output) -> Seen {
-    assert!(
-        out.status.success(),
-        "probe failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "probe failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     Seen {
         views: views(&records(&out.stdout)),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 /// `target/<profile>`, found from the test executable (`target/<profile>/deps/x`).
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
 }
 
 /// The built preload library. `cargo test` does not build a cdylib for
@@ -23,17 +20,10 @@ pub fn library() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let target = target_dir();
-            let profile = target
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("debug")
-                .to_owned();
+            let profile = target.file_name().and_then(|n| n.to_str()).unwrap_or("debug").to_owned();
             let _guard = FileLock::acquire(&target.join("npu-alloc-shim-lib.lock"));
-            let mut cargo =
-                Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-            cargo
-                .current_dir(repo())
-                .args(["build", "--lib", "--quiet"]);
+            let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+            cargo.current_dir(repo()).args(["build", "--lib", "--quiet"]);
             if profile == "release" {
                 cargo.arg("--release");
             }
@@ -43,11 +33,7 @@ pub fn library() -> PathBuf {
             let status = cargo.status().expect("run cargo build --lib");
             assert!(status.success(), "cargo build --lib failed");
             let path = target.join("libnpu_alloc_shim.so");
-            assert!(
-                path.exists(),
-                "{} missing after cargo build --lib",
-                path.display()
-            );
+            assert!(path.exists(), "{} missing after cargo build --lib", path.display());
             path
         })
         .clone()
@@ -77,14 +63,8 @@ pub fn compile_c(out: &str, sources: &[&str], args: &[&str]) -> PathBuf {
     // Several test binaries may compile the same fixture at once: serialise
     // with an exclusive lock file and rebuild when a source is newer.
     let _guard = FileLock::acquire(&lock);
-    let newest_source = sources
-        .iter()
-        .map(|s| {
-            std::fs::metadata(repo().join(s))
-                .and_then(|m| m.modified())
-                .expect(s)
-        })
-        .max();
+    let newest_source =
+        sources.iter().map(|s| std::fs::metadata(repo().join(s)).and_then(|m| m.modified()).expect(s)).max();
     let fresh = std::fs::metadata(&output).and_then(|m| m.modified()).ok();
     if fresh.is_some() && fresh >= newest_source {
         return output;
@@ -107,12 +87,7 @@ struct FileLock(std::fs::File);
 impl FileLock {
     fn acquire(path: &Path) -> FileLock {
         use std::os::fd::AsRawFd;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .expect("lock file");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).expect("lock file");
         // SAFETY: flock on a valid descriptor owned by `file`.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
         assert_eq!(rc, 0, "flock");
@@ -155,9 +130,7 @@ pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
 }
 
 /// Reads a child's pipe to its end on a thread of its own.
-fn drain(
-    pipe: Option<impl std::io::Read + Send + 'static>,
-) -> std::thread::JoinHandle<Vec<u8>> {
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
         if let Some(mut pipe) = pipe {

@@ -2,6 +2,9 @@
 //! and, when recording, tell the recorder what happened. The value returned
 //! and the out-parameters are always exactly the real function's.
 
+// The exported hooks carry the runtime's own C names.
+#![allow(non_snake_case)]
+
 use super::real;
 use super::trampoline::with_caller;
 use crate::preload::record;
@@ -260,8 +263,10 @@ fn counted_unary(index: usize, pointer: *mut c_void) -> AclError {
     rc
 }
 
+/// # Safety
+/// Same contract as the runtime's aclrtMapMem.
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub extern "C" fn aclrtMapMem(
+pub unsafe extern "C" fn aclrtMapMem(
     vir_ptr: *mut c_void,
     size: usize,
     offset: usize,

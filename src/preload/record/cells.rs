@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 pub const STRIPES: usize = 16;
 
-const ZERO: AtomicU64 = AtomicU64::new(0);
-
 #[repr(align(128))]
 pub struct Stripe {
     pub api_calls: [AtomicU64; MAX_HOOKS],
@@ -31,17 +29,17 @@ pub struct Stripe {
 impl Stripe {
     const fn new() -> Stripe {
         Stripe {
-            api_calls: [ZERO; MAX_HOOKS],
-            api_failures: [ZERO; MAX_HOOKS],
-            api_bytes: [ZERO; MAX_HOOKS],
-            untracked_frees: [ZERO; 2],
-            hist_count: [ZERO; BUCKETS],
-            hist_bytes: [ZERO; BUCKETS],
-            device_calls: [ZERO; MAX_DEVICES],
-            device_bytes: [ZERO; MAX_DEVICES],
-            site_calls: [ZERO; CALLSITES],
-            site_failures: [ZERO; CALLSITES],
-            site_bytes: [ZERO; CALLSITES],
+            api_calls: [const { AtomicU64::new(0) }; MAX_HOOKS],
+            api_failures: [const { AtomicU64::new(0) }; MAX_HOOKS],
+            api_bytes: [const { AtomicU64::new(0) }; MAX_HOOKS],
+            untracked_frees: [const { AtomicU64::new(0) }; 2],
+            hist_count: [const { AtomicU64::new(0) }; BUCKETS],
+            hist_bytes: [const { AtomicU64::new(0) }; BUCKETS],
+            device_calls: [const { AtomicU64::new(0) }; MAX_DEVICES],
+            device_bytes: [const { AtomicU64::new(0) }; MAX_DEVICES],
+            site_calls: [const { AtomicU64::new(0) }; CALLSITES],
+            site_failures: [const { AtomicU64::new(0) }; CALLSITES],
+            site_bytes: [const { AtomicU64::new(0) }; CALLSITES],
         }
     }
 

@@ -18,7 +18,8 @@ static TEMPLATE: OnceLock<Vec<u8>> = OnceLock::new();
 static FLUSH_MS: AtomicU64 = AtomicU64::new(0);
 static START_MONO_MS: AtomicU64 = AtomicU64::new(0);
 static START_UNIX_MS: AtomicU64 = AtomicU64::new(0);
-/// Set in a fork child: the next recorded call starts its flusher thread.
+/// The next recorded call starts the flusher thread: set at start (processes
+/// that never call the runtime get no thread) and in a fork child.
 static FLUSHER_WANTED: AtomicBool = AtomicBool::new(false);
 /// Only the first write failure is reported; later ones are counted.
 static WRITE_WARNED: AtomicBool = AtomicBool::new(false);
@@ -76,14 +77,17 @@ pub fn start(template: Vec<u8>, flush_ms: u64) {
         libc::atexit(at_exit);
         libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child));
     }
+    FLUSHER_WANTED.store(true, Relaxed);
     TRACING.store(true, Relaxed);
-    spawn_flusher();
 }
 
 fn spawn_flusher() {
     let spawned = std::thread::Builder::new().name("npu-alloc-shim".into()).stack_size(256 * 1024).spawn(flusher);
     if let Err(error) = spawned {
-        log::emit(Level::Warn, &format!("cannot start the flush thread ({error}); the recording is written at exit only"));
+        log::emit(
+            Level::Warn,
+            &format!("cannot start the flush thread ({error}); the recording is written at exit only"),
+        );
     }
 }
 
@@ -110,12 +114,10 @@ fn write_locked(state: &Timeline, path: Option<&[u8]>, is_final: bool) -> bool {
     let Some(template) = path.or(TEMPLATE.get().map(Vec::as_slice)) else { return false };
     let recording = snapshot::build(state, is_final);
     let target = output::expand(template, recording.pid, recording.started_unix_ms, &recording.hostname);
-    let result = serde_json::to_vec_pretty(&recording)
-        .map_err(std::io::Error::other)
-        .and_then(|mut bytes| {
-            bytes.push(b'\n');
-            output::write_atomic(&target, &bytes, is_final)
-        });
+    let result = serde_json::to_vec_pretty(&recording).map_err(std::io::Error::other).and_then(|mut bytes| {
+        bytes.push(b'\n');
+        output::write_atomic(&target, &bytes, is_final)
+    });
     match result {
         Ok(()) => true,
         Err(error) => {
@@ -152,9 +154,9 @@ extern "C" fn at_exit() {
     }
 }
 
-/// Called by `enter()`: restarts the flusher in a fork child.
+/// Called by `enter()`: starts the flusher when one is wanted.
 #[inline(always)]
-pub fn after_fork_restart() {
+pub fn ensure_flusher() {
     if FLUSHER_WANTED.load(Relaxed) && FLUSHER_WANTED.swap(false, Relaxed) {
         spawn_flusher();
     }

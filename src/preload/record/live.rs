@@ -103,8 +103,13 @@ fn shard_of(hash: u64) -> &'static Shard {
 }
 
 impl Table {
-    fn slot(&self, index: usize) -> &mut Slot {
+    fn slot(&self, index: usize) -> Slot {
         // SAFETY: index < capacity (masked by callers); slots is a live mapping.
+        unsafe { *self.slots.add(index) }
+    }
+
+    fn slot_mut(&mut self, index: usize) -> &mut Slot {
+        // SAFETY: as in `slot`, and `&mut self` makes the access exclusive.
         unsafe { &mut *self.slots.add(index) }
     }
 
@@ -130,10 +135,10 @@ impl Table {
         let old = Table { slots: self.slots, capacity: self.capacity, len: self.len };
         *self = Table { slots, capacity, len: 0 };
         for i in 0..old.capacity {
-            let slot = *old.slot(i);
+            let slot = old.slot(i);
             if slot.key != 0 {
                 let at = self.find(slot.key, mix(slot.key)).unwrap_or_else(|free| free);
-                *self.slot(at) = slot;
+                *self.slot_mut(at) = slot;
                 self.len += 1;
             }
         }
@@ -147,7 +152,7 @@ impl Table {
         let mut next = hole;
         loop {
             next = (next + 1) & mask;
-            let slot = *self.slot(next);
+            let slot = self.slot(next);
             if slot.key == 0 {
                 break;
             }
@@ -155,11 +160,11 @@ impl Table {
             // Move `slot` into the hole unless its home lies cyclically in (hole, next].
             let stays = if hole <= next { hole < home && home <= next } else { hole < home || home <= next };
             if !stays {
-                *self.slot(hole) = slot;
+                *self.slot_mut(hole) = slot;
                 hole = next;
             }
         }
-        self.slot(hole).key = 0;
+        self.slot_mut(hole).key = 0;
         self.len -= 1;
     }
 }
@@ -205,11 +210,11 @@ pub fn insert(key: u64, meta: Meta) -> Inserted {
     match table.find(key, hash) {
         Ok(at) => {
             let old = Meta::unpack(table.slot(at).meta);
-            table.slot(at).meta = meta.pack();
+            table.slot_mut(at).meta = meta.pack();
             Inserted::Replaced(old)
         }
         Err(at) => {
-            *table.slot(at) = Slot { key, meta: meta.pack() };
+            *table.slot_mut(at) = Slot { key, meta: meta.pack() };
             table.len += 1;
             Inserted::New
         }

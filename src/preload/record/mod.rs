@@ -82,7 +82,7 @@ pub fn enter() -> Option<Scope> {
     if !outermost {
         return None; // `scope` drops here and restores the depth
     }
-    lifecycle::after_fork_restart();
+    lifecycle::ensure_flusher();
     Some(scope)
 }
 

@@ -21,8 +21,11 @@ fn api_counters(index: usize) -> ApiCounters {
 
 /// Totals of one pool, from the per-API counters of its alloc and free APIs.
 pub fn pool_counters(pool: usize) -> Counters {
-    let (alloc_class, free_class) =
-        if pool == DEVICE { (ApiClass::DeviceAlloc, ApiClass::DeviceFree) } else { (ApiClass::HostAlloc, ApiClass::HostFree) };
+    let (alloc_class, free_class) = if pool == DEVICE {
+        (ApiClass::DeviceAlloc, ApiClass::DeviceFree)
+    } else {
+        (ApiClass::HostAlloc, ApiClass::HostFree)
+    };
     let mut counters = Counters::default();
     for (index, hook) in runtime::active().hooks.iter().enumerate() {
         let api = api_counters(index);
@@ -43,10 +46,7 @@ pub fn pool_counters(pool: usize) -> Counters {
 
 fn by_api() -> BTreeMap<String, ApiCounters> {
     let hooks = runtime::active().hooks;
-    (0..hooks.len())
-        .map(|i| (hooks[i].name().to_owned(), api_counters(i)))
-        .filter(|(_, c)| c.calls > 0)
-        .collect()
+    (0..hooks.len()).map(|i| (hooks[i].name().to_owned(), api_counters(i))).filter(|(_, c)| c.calls > 0).collect()
 }
 
 fn histogram() -> Vec<format::Bucket> {
@@ -81,7 +81,9 @@ fn library_of(address: usize) -> String {
     unsafe {
         let mut info: libc::Dl_info = std::mem::zeroed();
         if address != 0 && libc::dladdr(address as *const _, &mut info) != 0 && !info.dli_fname.is_null() {
-            return CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned();
+            let name = CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned();
+            // The main program is named as it was invoked (maybe relative).
+            return std::fs::canonicalize(&name).map_or(name, |p| p.to_string_lossy().into_owned());
         }
     }
     "(unknown)".to_owned()

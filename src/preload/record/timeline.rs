@@ -15,6 +15,12 @@ pub struct Timeline {
     len: usize,
 }
 
+impl Default for Timeline {
+    fn default() -> Self {
+        Timeline::new()
+    }
+}
+
 impl Timeline {
     pub const fn new() -> Timeline {
         Timeline {

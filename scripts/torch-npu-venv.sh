@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Creates (or reuses) a cached virtual environment with the real torch and
+# torch_npu wheels, for the tests and examples that run torch_npu's own
+# caching allocator on the simulated Ascend runtime (tests/sim_runtime/).
+#
+#   scripts/torch-npu-venv.sh 2.10   # torch 2.10.0 + torch-npu 2.10.0.post4 (what vllm-ascend pins)
+#   scripts/torch-npu-venv.sh 2.5    # torch 2.5.1  + torch-npu 2.5.1 (older deployments)
+#
+# Prints the environment's path on stdout (pip's output goes to stderr).
+# Where: ${NPU_ALLOC_SHIM_VENV_CACHE:-$HOME/.cache/npu-alloc-shim}/venv-LINE.
+# Which Python: $NPU_ALLOC_SHIM_PYTHON, else python3 (the wheels are cp39-cp311).
+# Idempotent: a marker file naming the pinned versions is written last, so an
+# interrupted install is redone from scratch and a finished one is reused.
+set -euo pipefail
+
+line=${1:-}
+case "$line" in
+    2.10) torch=2.10.0 npu=2.10.0.post4 ;;
+    2.5 | 2.5.1) line=2.5 torch=2.5.1 npu=2.5.1 ;;
+    *)
+        echo "usage: $0 2.10|2.5" >&2
+        exit 2
+        ;;
+esac
+
+cache=${NPU_ALLOC_SHIM_VENV_CACHE:-${HOME:-/root}/.cache/npu-alloc-shim}
+venv=$cache/venv-$line
+marker=$venv/.npu-alloc-shim-complete
+want="torch==$torch torch-npu==$npu"
+
+complete() { [[ -f $marker && "$(cat "$marker")" == "$want" ]]; }
+
+if complete; then
+    echo "$venv"
+    exit 0
+fi
+
+mkdir -p "$cache"
+# Tests of both binaries may ask at once: one installs, the others wait.
+exec 9>"$cache/venv-$line.lock"
+flock 9
+if complete; then
+    echo "$venv"
+    exit 0
+fi
+
+python=${NPU_ALLOC_SHIM_PYTHON:-python3}
+echo "torch-npu-venv: installing $want into $venv (about 7 GB, a few minutes)" >&2
+rm -rf "$venv"
+"$python" -m venv "$venv"
+pip() { "$venv/bin/python" -m pip --disable-pip-version-check --no-input "$@" >&2; }
+# PyPI's torch (it pulls the CUDA runtime wheels: loaded at import, never used).
+# torch_npu's metadata pins the "+cpu" local build that only PyTorch's own
+# index serves, so it goes in with --no-deps; its ABI is the same.
+pip install --quiet "torch==$torch" pyyaml numpy
+pip install --quiet --no-deps "torch-npu==$npu"
+# A cheap check that both are there; importing torch_npu needs an Ascend
+# runtime (real or simulated), so only the metadata is read here.
+"$venv/bin/python" - "$torch" "$npu" >&2 <<'PY'
+import sys, importlib.metadata as m
+got = (m.version("torch"), m.version("torch_npu"))
+assert got[0].split("+")[0] == sys.argv[1] and got[1] == sys.argv[2], got
+PY
+echo "$want" >"$marker"
+echo "$venv"
