@@ -2,8 +2,8 @@
  * npu_alloc_shim.h: the C API of libnpu_alloc_shim.so.
  *
  * The library is meant to be preloaded (LD_PRELOAD); these functions let a
- * program, a Python script (ctypes) or a debugger (gdb: `call
- * npu_alloc_shim_dump("/tmp/x.json")`) look at what it recorded. Every
+ * program, a Python script (ctypes) or a debugger (gdb, with `set language c`:
+ * `print ((int (*)(const char *)) npu_alloc_shim_dump)("/tmp/x.json")`) look at what it recorded. Every
  * function is safe to call at any time, from any thread, also when recording
  * is off (counters are then zero). Resolve them with dlsym(RTLD_DEFAULT, ...)
  * to stay independent of whether the library is loaded.
