@@ -12,5 +12,9 @@ mod runtime;
 mod cli;
 
 fn main() {
+    // Like other Unix tools, die quietly when a reader closes the pipe
+    // (`npu-alloc-shim check | head`) instead of panicking on a write error.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     std::process::exit(cli::main());
 }

@@ -117,8 +117,12 @@ fn rule_5_an_existing_key_is_left_alone_in_any_spacing() {
         kept(b" expandable_segments : True ", Log::Silent),
         kept(b"expandable_segments :False,page_size:1g", Log::Silent),
         kept(b"page_size:1g,\texpandable_segments:False", Log::Silent),
-        // A wrong value of the key is torch_npu's to report, not ours to fix.
-        kept(b"expandable_segments:true", Log::Silent),
+        // A wrong value of the key is not ours to fix, but worth a warning
+        // before torch_npu fails on it at the first NPU tensor.
+        kept(
+            b"expandable_segments:true",
+            Log::Warn(&["Expected a single True/False argument for expandable_segments", "left alone"]),
+        ),
     ]);
 }
 

@@ -209,8 +209,18 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
     let shown = quote(value, MESSAGE_LIMIT);
     let keys: Vec<Vec<u8>> = Dialect::ALL.iter().flat_map(|&d| key_words(value, d)).collect();
     if keys.iter().any(|k| k == spec.enable_key.as_bytes()) {
-        let message = format!("{var}={shown} already names {}: left alone", spec.enable_key);
-        return Decision::new(Rule::HasKey, Action::Keep, Level::Debug, message);
+        // The user's choice stands; but say so when torch_npu will reject it.
+        return match parse(value, Dialect::Lenient, spec.keys) {
+            Ok(_) => {
+                let message = format!("{var}={shown} already names {}: left alone", spec.enable_key);
+                Decision::new(Rule::HasKey, Action::Keep, Level::Debug, message)
+            }
+            Err(error) => {
+                let message =
+                    format!("{var}={shown} names {} but does not parse ({error}): left alone", spec.enable_key);
+                Decision::new(Rule::HasKey, Action::Keep, Level::Warn, message)
+            }
+        };
     }
     if let Some(conflict) = spec.conflict_keys.iter().find(|c| keys.iter().any(|k| k == c.as_bytes())) {
         let message = format!(
@@ -272,6 +282,13 @@ mod tests {
             let d = decide(&SPEC, &facts(Some(value)));
             assert_eq!((d.rule, &d.action), (Rule::HasKey, &Action::Keep), "{value}");
         }
+    }
+
+    #[test]
+    fn an_existing_key_with_a_bad_value_is_kept_with_a_warning() {
+        let d = decide(&SPEC, &facts(Some("expandable_segments:true")));
+        assert_eq!((d.rule, &d.action, d.level), (Rule::HasKey, &Action::Keep, Level::Warn));
+        assert!(d.message.contains("Expected a single True/False argument for expandable_segments"), "{}", d.message);
     }
 
     #[test]

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds the project and shows the main job on real processes:
+#   1. what the library decides for typical PYTORCH_NPU_ALLOC_CONF values,
+#   2. a Python process started under the library,
+#   3. a recorded workload on the project's fake Ascend runtime, through the
+#      binding path older torch_npu uses (dlsym on its own libascendcl handle).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+cli=target/release/npu-alloc-shim
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+echo "== 1. decisions (npu-alloc-shim check VALUE; exit 0 change / 1 unchanged / 2 refused)"
+for value in "" "page_size:1g" "expandable_segments:False" "max_split_size_mb:256" "expandable_segments:true"; do
+    printf '%-28s -> ' "'$value'"
+    set +e
+    "$cli" check --json "$value" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%-12s %-9s %s" % (r["verdict"], r["rule"], (r["result"] or {}).get("quoted", "")))'
+    set -e
+done
+
+echo
+echo "== 2. a Python process under the library"
+"$cli" run -- python3 -c 'import os; print("PYTORCH_NPU_ALLOC_CONF =", os.environ["PYTORCH_NPU_ALLOC_CONF"])'
+
+echo
+echo "== 3. a recorded workload (fake Ascend runtime, 4 threads, one OOM)"
+cc -O1 -shared -fPIC -Wl,-soname,libascendcl.so -pthread -Itests/fake_runtime \
+    -o "$work/libascendcl.so" tests/fake_runtime/fake_ascendcl.c
+cc -O1 -Itests/fake_runtime -o "$work/acl_workload" tests/fixtures/acl_workload.c \
+    -Wl,-rpath,"$work" -ldl -pthread
+FAKE_ACL_DEVICE_BYTES=$((2 * 1024 * 1024 * 1024)) \
+    "$cli" run --trace "$work/" -- "$work/acl_workload" --bind handle --threads 4 --iters 8 --oom --vmm --host >/dev/null
+python3 - "$work"/npu-alloc-shim.*.json <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+def mib(b):
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if b >= scale:
+            return f"{b / scale:.1f} {unit}"
+    return f"{b} B"
+t = r["totals"]
+print(f"recording {sys.argv[1].split('/')[-1]}: config rule {r['config']['rule']!r}, "
+      f"{t['alloc_calls']} allocations, {t['failed_calls']} failed, {t['free_calls']} frees, "
+      f"peak {mib(t['peak_live_bytes'])}, live at exit {mib(t['live_bytes'])}")
+print("sizes (log2 buckets split in 4):")
+top = max(b["count"] for b in r["histogram"])
+for b in r["histogram"]:
+    print(f"  [{mib(b['lo']):>9}, {mib(b['hi']):>9})  {'#' * max(1, 40 * b['count'] // top)} {b['count']}")
+print("per device:", ", ".join(f"{d['device']}: peak {mib(d['peak_live_bytes'])}" for d in r["devices"]))
+print("callers:", ", ".join(f"{c['library'].split('/')[-1]} {c['calls']} calls" for c in r["callers"]))
+for f in r["failures"]:
+    print(f"failure: {f['api']} of {mib(f['size'])} -> {f['code']} on device {f['device']} "
+          f"(free {mib(f['device_free'] or 0)} of {mib(f['device_total'] or 0)})")
+PY
