@@ -22,6 +22,10 @@ pub struct Recording {
     pub is_final: bool,
     pub config: Config,
     pub totals: Counters,
+    /// True when the process used several devices: `totals.peak_live_bytes`
+    /// is then the sum of the device peaks, an upper bound.
+    #[serde(default)]
+    pub totals_peak_is_upper_bound: bool,
     pub host: Counters,
     pub by_api: BTreeMap<String, ApiCounters>,
     pub histogram: Vec<Bucket>,

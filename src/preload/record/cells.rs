@@ -1,17 +1,23 @@
-//! Counters striped across threads: each thread adds to one of `STRIPES`
-//! cache-aligned blocks, so threads rarely share a cache line; a snapshot
-//! sums the stripes.
+//! Counters striped across threads. A thread claims a stripe of its own on
+//! its first recorded call and adds to it with plain loads and stores (one
+//! writer, so no locked instructions); a snapshot sums all stripes. When
+//! every owned stripe is taken, threads share a few stripes with atomic
+//! adds. A thread's stripe goes back to the pool when it exits (pthread key
+//! destructor), with its counts, which the next owner keeps adding to.
 
 use super::{CALLSITES, MAX_DEVICES};
 use crate::format::histogram::BUCKETS;
 use crate::preload::hooks::real::MAX_HOOKS;
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
-pub const STRIPES: usize = 16;
+/// Stripes a thread can own.
+pub const OWNED: usize = 64;
+/// Stripes shared (with atomic adds) by threads beyond `OWNED`.
+pub const SHARED: usize = 8;
 
 #[repr(align(128))]
 pub struct Stripe {
+    owned: AtomicBool,
     pub api_calls: [AtomicU64; MAX_HOOKS],
     pub api_failures: [AtomicU64; MAX_HOOKS],
     pub api_bytes: [AtomicU64; MAX_HOOKS],
@@ -29,6 +35,7 @@ pub struct Stripe {
 impl Stripe {
     const fn new() -> Stripe {
         Stripe {
+            owned: AtomicBool::new(false),
             api_calls: [const { AtomicU64::new(0) }; MAX_HOOKS],
             api_failures: [const { AtomicU64::new(0) }; MAX_HOOKS],
             api_bytes: [const { AtomicU64::new(0) }; MAX_HOOKS],
@@ -59,41 +66,70 @@ impl Stripe {
     }
 }
 
-pub static STRIPE_BLOCKS: [Stripe; STRIPES] = [const { Stripe::new() }; STRIPES];
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+static BLOCKS: [Stripe; OWNED + SHARED] = [const { Stripe::new() }; OWNED + SHARED];
+static NEXT_SHARED: AtomicUsize = AtomicUsize::new(0);
 
-thread_local! {
-    /// This thread's stripe + 1 (0: not chosen yet).
-    static MY_STRIPE: Cell<usize> = const { Cell::new(0) };
+/// A thread's way of adding to its stripe.
+#[derive(Clone, Copy)]
+pub struct Lane {
+    pub index: usize,
+    exclusive: bool,
 }
 
-/// This thread's stripe, chosen round-robin on first use.
-#[inline]
-pub fn mine() -> &'static Stripe {
-    let chosen = MY_STRIPE.with(|s| {
-        let current = s.get();
-        if current != 0 {
-            return current - 1;
+impl Lane {
+    #[inline(always)]
+    pub fn stripe(self) -> &'static Stripe {
+        &BLOCKS[self.index]
+    }
+
+    #[inline(always)]
+    pub fn add(self, cell: &AtomicU64, value: u64) {
+        if self.exclusive {
+            // Only this thread writes the cell: a plain read-modify-write.
+            cell.store(cell.load(Relaxed).wrapping_add(value), Relaxed);
+        } else {
+            cell.fetch_add(value, Relaxed);
         }
-        let picked = NEXT_STRIPE.fetch_add(1, Relaxed) % STRIPES;
-        s.set(picked + 1);
-        picked
-    });
-    &STRIPE_BLOCKS[chosen]
+    }
+
+    /// The lane to use once this thread gives its owned stripe back.
+    pub fn shared() -> Lane {
+        Lane { index: OWNED + NEXT_SHARED.fetch_add(1, Relaxed) % SHARED, exclusive: false }
+    }
+}
+
+/// Claims a free owned stripe, or falls back to a shared one.
+pub fn claim() -> Lane {
+    for (index, stripe) in BLOCKS[..OWNED].iter().enumerate() {
+        if !stripe.owned.load(Relaxed) && stripe.owned.compare_exchange(false, true, Acquire, Relaxed).is_ok() {
+            return Lane { index, exclusive: true };
+        }
+    }
+    Lane::shared()
+}
+
+/// Gives an owned stripe back (its counts stay).
+pub fn release(index: usize) {
+    if index < OWNED {
+        BLOCKS[index].owned.store(false, Release);
+    }
+}
+
+/// Marks `keep` (the forking thread's stripe) as the only owned one: in a
+/// fork child the other owners no longer exist.
+pub fn reset_owners_in_child(keep: Option<usize>) {
+    for (index, stripe) in BLOCKS[..OWNED].iter().enumerate() {
+        stripe.owned.store(Some(index) == keep, Relaxed);
+    }
 }
 
 /// Sum of one cell over all stripes.
 pub fn sum(cell: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
-    STRIPE_BLOCKS.iter().map(|s| cell(s).load(Relaxed)).fold(0, u64::wrapping_add)
-}
-
-#[inline]
-pub fn add(cell: &AtomicU64, value: u64) {
-    cell.fetch_add(value, Relaxed);
+    BLOCKS.iter().map(|s| cell(s).load(Relaxed)).fold(0, u64::wrapping_add)
 }
 
 pub fn reset() {
-    for stripe in &STRIPE_BLOCKS {
+    for stripe in &BLOCKS {
         stripe.cells().for_each(|c| c.store(0, Relaxed));
     }
 }

@@ -48,7 +48,8 @@ pub fn record(api: usize, size: u64, code: i32, device: i32, pool: usize) {
     slot.size.store(size, Relaxed);
     slot.code.store(code, Relaxed);
     slot.device.store(device, Relaxed);
-    slot.live_bytes.store(pools::POOLS[pool].live.load(Relaxed), Relaxed);
+    let live = if pool == DEVICE { pools::device_totals().0 } else { pools::HOST.live.load(Relaxed) };
+    slot.live_bytes.store(live, Relaxed);
     let info = if pool == DEVICE { crate::preload::hooks::acl::query_mem_info() } else { None };
     let (free, total) = info.unwrap_or((u64::MAX, u64::MAX));
     slot.device_free.store(free, Relaxed);

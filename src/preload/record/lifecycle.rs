@@ -64,6 +64,23 @@ fn mark_start() {
     START_UNIX_MS.store(unix_ms(), Relaxed);
 }
 
+/// The key whose destructor gives a thread's stripe back when it exits.
+static LANE_KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
+
+extern "C" fn lane_destructor(value: *mut libc::c_void) {
+    // The value is the stripe index + 1 (non-NULL, as destructors require).
+    super::release_lane(value as usize - 1);
+}
+
+/// Remembers that this thread owns stripe `index`, to release it at exit.
+pub fn register_lane(index: usize) {
+    if let Some(&key) = LANE_KEY.get() {
+        // SAFETY: a key created by pthread_key_create; the value is an integer
+        // in pointer clothing, never dereferenced.
+        unsafe { libc::pthread_setspecific(key, (index + 1) as *const libc::c_void) };
+    }
+}
+
 /// Turns recording on. Called once, from the constructor.
 pub fn start(template: Vec<u8>, flush_ms: u64) {
     mark_start();
@@ -72,8 +89,13 @@ pub fn start(template: Vec<u8>, flush_ms: u64) {
     }
     FLUSH_MS.store(flush_ms, Relaxed);
     // SAFETY: registering plain extern "C" functions that live as long as the
-    // process (the library is linked with -z nodelete).
+    // process (the library is linked with -z nodelete); `key` is a valid
+    // out-parameter.
     unsafe {
+        let mut key: libc::pthread_key_t = 0;
+        if libc::pthread_key_create(&mut key, Some(lane_destructor)) == 0 {
+            let _ = LANE_KEY.set(key);
+        }
         libc::atexit(at_exit);
         libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child));
     }
@@ -176,6 +198,7 @@ extern "C" fn after_fork_child() {
     // Only this thread exists now. The child's device memory is its own
     // business: start from zero, with a new start time and file.
     cells::reset();
+    cells::reset_owners_in_child(super::current_lane_index());
     pools::reset();
     live::reset_in_child();
     callsites::reset();

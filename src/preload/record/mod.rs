@@ -39,11 +39,33 @@ pub static TABLE_FULL: AtomicU64 = AtomicU64::new(0);
 pub static NULL_RESULTS: AtomicU64 = AtomicU64::new(0);
 pub static WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
 
-thread_local! {
+/// What a thread needs on every recorded call, in one thread-local (each
+/// access to a thread-local of a shared library is a call to
+/// `__tls_get_addr`, so the hot path touches it once per hook).
+struct ThreadState {
     /// Hooked calls in progress on this thread (only the outermost records).
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    depth: Cell<u32>,
     /// This thread's current device, -1 until known.
-    static CURRENT_DEVICE: Cell<i32> = const { Cell::new(-1) };
+    device: Cell<i32>,
+    /// This thread's stripe; `None` until its first recorded call.
+    lane: Cell<Option<cells::Lane>>,
+}
+
+thread_local! {
+    static THREAD: ThreadState =
+        const { ThreadState { depth: Cell::new(0), device: Cell::new(-1), lane: Cell::new(None) } };
+}
+
+/// Called at thread exit (pthread key destructor) with the owned stripe.
+pub fn release_lane(index: usize) {
+    cells::release(index);
+    // Anything this thread still records (late destructors) goes to a shared stripe.
+    let _ = THREAD.try_with(|t| t.lane.set(Some(cells::Lane::shared())));
+}
+
+/// The forking thread's owned stripe, for the fork child.
+pub fn current_lane_index() -> Option<usize> {
+    THREAD.try_with(|t| t.lane.get().map(|l| l.index)).ok().flatten()
 }
 
 pub fn count_unresolved() {
@@ -51,18 +73,55 @@ pub fn count_unresolved() {
 }
 
 pub fn set_current_device(device: i32) {
-    CURRENT_DEVICE.with(|d| d.set(device));
+    let _ = THREAD.try_with(|t| t.device.set(device));
 }
 
 /// Proof that this is the outermost hooked call on this thread and that
 /// recording is on. Dropping it re-arms the thread.
 pub struct Scope {
-    _not_send: std::marker::PhantomData<*const ()>,
+    /// This thread's state; a thread-local outlives any call on its thread,
+    /// and the raw pointer keeps `Scope` on this thread (!Send).
+    thread: *const ThreadState,
+}
+
+impl Scope {
+    fn thread(&self) -> &ThreadState {
+        // SAFETY: see the field: the pointee lives as long as this thread.
+        unsafe { &*self.thread }
+    }
+
+    /// This thread's stripe, claimed on first use.
+    #[inline(always)]
+    fn lane(&self) -> cells::Lane {
+        let thread = self.thread();
+        match thread.lane.get() {
+            Some(lane) => lane,
+            None => {
+                let lane = cells::claim();
+                lifecycle::register_lane(lane.index);
+                thread.lane.set(Some(lane));
+                lane
+            }
+        }
+    }
+
+    /// The calling thread's device, asking the runtime once per thread if needed.
+    fn device(&self) -> i32 {
+        let thread = self.thread();
+        let known = thread.device.get();
+        if known >= 0 {
+            return known;
+        }
+        let device = crate::preload::hooks::acl::query_current_device().unwrap_or(0);
+        thread.device.set(device);
+        device
+    }
 }
 
 impl Drop for Scope {
     fn drop(&mut self) {
-        DEPTH.with(|d| d.set(d.get() - 1));
+        let depth = &self.thread().depth;
+        depth.set(depth.get() - 1);
     }
 }
 
@@ -73,17 +132,25 @@ pub fn enter() -> Option<Scope> {
     if !TRACING.load(Relaxed) {
         return None;
     }
-    let outermost = DEPTH.with(|d| {
-        let depth = d.get();
-        d.set(depth + 1);
-        depth == 0
-    });
-    let scope = Scope { _not_send: std::marker::PhantomData };
-    if !outermost {
+    // A thread-local already destroyed (a call from a late destructor) means
+    // no recording, never a panic.
+    let thread = THREAD.try_with(|t| t as *const ThreadState).ok()?;
+    let scope = Scope { thread };
+    let depth = scope.thread().depth.get();
+    scope.thread().depth.set(depth + 1);
+    if depth != 0 {
         return None; // `scope` drops here and restores the depth
     }
     lifecycle::ensure_flusher();
     Some(scope)
+}
+
+/// Notes that this process has used the runtime (a load, and a store only once).
+#[inline(always)]
+fn mark_active() {
+    if !ACTIVE.load(Relaxed) {
+        ACTIVE.store(true, Relaxed);
+    }
 }
 
 /// Runs recording code; a panic is counted, never propagated to the host.
@@ -106,43 +173,33 @@ fn device_slot(device: i32) -> usize {
     usize::try_from(device).ok().filter(|&d| d < OTHER_DEVICE_SLOT).unwrap_or(OTHER_DEVICE_SLOT)
 }
 
-/// The calling thread's device, asking the runtime once per thread if needed.
-fn current_device() -> i32 {
-    let known = CURRENT_DEVICE.with(Cell::get);
-    if known >= 0 {
-        return known;
-    }
-    let device = crate::preload::hooks::acl::query_current_device().unwrap_or(0);
-    set_current_device(device);
-    device
-}
-
 impl Scope {
     /// An allocation call returned `rc`; on success `key` is the pointer or
     /// handle it produced.
     pub fn alloc(&self, index: usize, rc: i32, key: usize, size: u64, caller: usize) {
         guarded(|| {
-            ACTIVE.store(true, Relaxed);
-            let stripe = cells::mine();
+            mark_active();
+            let lane = self.lane();
+            let stripe = lane.stripe();
             let site = callsites::slot(caller);
-            cells::add(&stripe.api_calls[index], 1);
-            cells::add(&stripe.site_calls[site], 1);
+            lane.add(&stripe.api_calls[index], 1);
+            lane.add(&stripe.site_calls[site], 1);
             let pool = pool_of(index).unwrap_or(DEVICE);
-            let device = if pool == DEVICE { current_device() } else { -1 };
+            let device = if pool == DEVICE { self.device() } else { -1 };
             if rc != 0 {
-                cells::add(&stripe.api_failures[index], 1);
-                cells::add(&stripe.site_failures[site], 1);
+                lane.add(&stripe.api_failures[index], 1);
+                lane.add(&stripe.site_failures[site], 1);
                 failures::record(index, size, rc, device, pool);
                 return;
             }
-            cells::add(&stripe.api_bytes[index], size);
-            cells::add(&stripe.site_bytes[site], size);
+            lane.add(&stripe.api_bytes[index], size);
+            lane.add(&stripe.site_bytes[site], size);
             if pool == DEVICE {
                 let bucket = histogram::index(size);
-                cells::add(&stripe.hist_count[bucket], 1);
-                cells::add(&stripe.hist_bytes[bucket], size);
-                cells::add(&stripe.device_calls[device_slot(device)], 1);
-                cells::add(&stripe.device_bytes[device_slot(device)], size);
+                lane.add(&stripe.hist_count[bucket], 1);
+                lane.add(&stripe.hist_bytes[bucket], size);
+                lane.add(&stripe.device_calls[device_slot(device)], 1);
+                lane.add(&stripe.device_bytes[device_slot(device)], size);
             }
             if key == 0 {
                 NULL_RESULTS.fetch_add(1, Relaxed);
@@ -176,11 +233,12 @@ impl Scope {
     /// After a free returned `rc`.
     pub fn freed(&self, index: usize, rc: i32, key: usize, taken: Option<live::Meta>) {
         guarded(|| {
-            ACTIVE.store(true, Relaxed);
-            let stripe = cells::mine();
-            cells::add(&stripe.api_calls[index], 1);
+            mark_active();
+            let lane = self.lane();
+            let stripe = lane.stripe();
+            lane.add(&stripe.api_calls[index], 1);
             if rc != 0 {
-                cells::add(&stripe.api_failures[index], 1);
+                lane.add(&stripe.api_failures[index], 1);
                 // The free did not happen: the block is still live.
                 if let Some(meta) = taken
                     && let live::Inserted::Full = live::insert(key as u64, meta)
@@ -192,10 +250,10 @@ impl Scope {
             }
             match taken {
                 Some(meta) => {
-                    cells::add(&stripe.api_bytes[index], meta.size);
+                    lane.add(&stripe.api_bytes[index], meta.size);
                     pools::release(meta);
                 }
-                None => cells::add(&stripe.untracked_frees[pool_of(index).unwrap_or(DEVICE)], 1),
+                None => lane.add(&stripe.untracked_frees[pool_of(index).unwrap_or(DEVICE)], 1),
             }
         });
     }
@@ -203,13 +261,14 @@ impl Scope {
     /// A call counted per API only.
     pub fn call(&self, index: usize, rc: i32, bytes: u64) {
         guarded(|| {
-            ACTIVE.store(true, Relaxed);
-            let stripe = cells::mine();
-            cells::add(&stripe.api_calls[index], 1);
+            mark_active();
+            let lane = self.lane();
+            let stripe = lane.stripe();
+            lane.add(&stripe.api_calls[index], 1);
             if rc == 0 {
-                cells::add(&stripe.api_bytes[index], bytes);
+                lane.add(&stripe.api_bytes[index], bytes);
             } else {
-                cells::add(&stripe.api_failures[index], 1);
+                lane.add(&stripe.api_failures[index], 1);
             }
         });
     }

@@ -1,6 +1,8 @@
-//! Live and peak bytes, exact: one counter per pool and per device slot.
-//! These are shared cache lines (an exact peak needs a single order of
-//! events), touched once per allocation and once per free.
+//! Live and peak bytes, exact: one counter per device (device memory) and one
+//! for pinned host memory. A device's allocations are serialised by its
+//! caching allocator anyway, so its counter line is rarely contended; there
+//! is deliberately no process-wide device counter that every thread would
+//! hit. Process totals are derived from the devices (see `device_totals`).
 
 use super::live::Meta;
 use super::{DEVICE, MAX_DEVICES};
@@ -46,29 +48,57 @@ impl Level {
     }
 }
 
-/// [device pool, host pool].
-pub static POOLS: [Level; 2] = [const { Level::new() }; 2];
 /// Device memory per device slot.
 pub static DEVICES: [Level; MAX_DEVICES] = [const { Level::new() }; MAX_DEVICES];
+/// Pinned host memory.
+pub static HOST: Level = Level::new();
+
+fn level(meta: Meta) -> &'static Level {
+    if usize::from(meta.pool) == DEVICE { &DEVICES[usize::from(meta.device_slot)] } else { &HOST }
+}
 
 pub fn acquire(meta: Meta) {
-    POOLS[usize::from(meta.pool)].add(meta.size);
-    if usize::from(meta.pool) == DEVICE {
-        DEVICES[usize::from(meta.device_slot)].add(meta.size);
-    }
+    level(meta).add(meta.size);
 }
 
 pub fn release(meta: Meta) {
-    POOLS[usize::from(meta.pool)].sub(meta.size);
-    if usize::from(meta.pool) == DEVICE {
-        DEVICES[usize::from(meta.device_slot)].sub(meta.size);
+    level(meta).sub(meta.size);
+}
+
+/// Device memory of the whole process: (live, peak, peak is exact).
+///
+/// With one device (one rank per NPU, the usual torch_npu layout) the peak
+/// is that device's, exact. With several, the process peak would need one
+/// counter shared by every thread; the sum of the device peaks is reported
+/// instead, an upper bound, and flagged.
+pub fn device_totals() -> (u64, u64, bool) {
+    let (mut live, mut peak, mut used) = (0u64, 0u64, 0usize);
+    for device in &DEVICES {
+        live += device.live.load(Relaxed);
+        let device_peak = device.peak.load(Relaxed);
+        peak += device_peak;
+        used += usize::from(device_peak > 0);
     }
+    (live, peak, used <= 1)
+}
+
+/// Device live bytes of the process now, and the highest value since the
+/// last call (exact for one device, an upper bound for several).
+pub fn take_window() -> (u64, u64) {
+    let mut live = 0u64;
+    let mut max = 0u64;
+    for device in &DEVICES {
+        let now = device.live.load(Relaxed);
+        live += now;
+        max += device.window_max.swap(now, Relaxed).max(now);
+    }
+    (live, max)
 }
 
 pub fn reset_peaks() {
-    POOLS.iter().chain(&DEVICES).for_each(Level::reset_peak);
+    DEVICES.iter().chain(std::iter::once(&HOST)).for_each(Level::reset_peak);
 }
 
 pub fn reset() {
-    POOLS.iter().chain(&DEVICES).for_each(Level::reset);
+    DEVICES.iter().chain(std::iter::once(&HOST)).for_each(Level::reset);
 }

@@ -39,8 +39,12 @@ pub fn pool_counters(pool: usize) -> Counters {
         }
     }
     counters.untracked_frees = cells::sum(|s: &Stripe| &s.untracked_frees[pool]);
-    counters.live_bytes = pools::POOLS[pool].live.load(Relaxed);
-    counters.peak_live_bytes = pools::POOLS[pool].peak.load(Relaxed);
+    (counters.live_bytes, counters.peak_live_bytes) = if pool == DEVICE {
+        let (live, peak, _) = pools::device_totals();
+        (live, peak)
+    } else {
+        (pools::HOST.live.load(Relaxed), pools::HOST.peak.load(Relaxed))
+    };
     counters
 }
 
@@ -166,6 +170,7 @@ pub fn build(timeline: &Timeline, is_final: bool) -> Recording {
         is_final,
         config: config(),
         totals: pool_counters(DEVICE),
+        totals_peak_is_upper_bound: !pools::device_totals().2,
         host: pool_counters(HOST),
         by_api: by_api(),
         histogram: histogram(),

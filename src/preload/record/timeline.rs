@@ -2,9 +2,8 @@
 //! full, neighbours merge (keeping the later level and the higher maximum)
 //! and the interval doubles, so a long run keeps its shape and its spikes.
 
-use super::{DEVICE, pools};
+use super::pools;
 use crate::format::Sample;
-use std::sync::atomic::Ordering::Relaxed;
 
 pub const MAX_SAMPLES: usize = 1024;
 pub const BASE_INTERVAL_MS: u64 = 50;
@@ -32,9 +31,7 @@ impl Timeline {
 
     /// Takes one sample at `t_ms`.
     pub fn sample(&mut self, t_ms: u64) {
-        let level = &pools::POOLS[DEVICE];
-        let live = level.live.load(Relaxed);
-        let max = level.window_max.swap(live, Relaxed).max(live);
+        let (live, max) = pools::take_window();
         self.push(Sample { t_ms, live_bytes: live, max_live_bytes: max });
     }
 
