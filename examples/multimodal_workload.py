@@ -105,9 +105,9 @@ class Model:
     layer counts are cut down: the allocation pattern of one layer repeats."""
 
     vit_hidden, vit_mlp, vit_layers = 1280, 3420, 4
-    hidden, mlp, layers = 2048, 11008, 8
+    hidden, mlp, layers = 2048, 11008, 20
     kv_heads, head_dim = 2, 128
-    weight_bytes = 900 * MiB
+    weight_bytes = 200 * MiB
 
 
 def npu(numel):
