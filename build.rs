@@ -13,4 +13,8 @@ fn main() {
     // Never unloaded: other libraries keep pointers to the hooks, and the exit
     // and fork handlers registered at load must stay valid.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    // The library's own references to its exports (the hook addresses that
+    // `dlsym` hands out) must mean its own functions, even when the program
+    // defines a function of the same name (a mock runtime, say).
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic");
 }

@@ -59,7 +59,7 @@ class Vision:
         self.max_pixels = 1280 * self.factor**2  # processor default max_pixels
         self.video_min_pixels = 128 * self.factor**2
         self.video_max_pixels = 768 * self.factor**2
-        self.video_total_pixels = 24576 * self.factor**2
+        self.video_total_pixels = 8192 * self.factor**2
         self.fps = 2.0
 
     def smart_resize(self, height, width, min_pixels, max_pixels):
@@ -105,9 +105,9 @@ class Model:
     layer counts are cut down: the allocation pattern of one layer repeats."""
 
     vit_hidden, vit_mlp, vit_layers = 1280, 3420, 4
-    hidden, mlp, layers = 2048, 11008, 20
+    hidden, mlp, layers = 2048, 11008, 36
     kv_heads, head_dim = 2, 128
-    weight_bytes = 200 * MiB
+    weight_bytes = 900 * MiB
 
 
 def npu(numel):

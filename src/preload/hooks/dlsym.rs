@@ -79,6 +79,19 @@ pub unsafe fn real_dlsym(handle: *mut c_void, name: *const c_char) -> *mut c_voi
     unsafe { std::mem::transmute::<*mut c_void, DlsymFn>(pointer)(handle, name) }
 }
 
+/// The main program's handle: lookups on it search the global scope.
+fn main_program() -> *mut c_void {
+    static MAIN: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+    let known = MAIN.load(Ordering::Acquire);
+    if !known.is_null() {
+        return known;
+    }
+    // SAFETY: dlopen(NULL) returns the main program's handle; never closed.
+    let handle = unsafe { libc::dlopen(std::ptr::null(), libc::RTLD_LAZY) };
+    MAIN.store(handle, Ordering::Release);
+    handle
+}
+
 /// Decides one lookup. Returns 1 with the answer in `*out`, or 0 with glibc's
 /// `dlsym` in `*out` for the assembly to jump to. Never allocates, never panics.
 extern "C" fn decide(handle: *mut c_void, name: *const c_char, out: *mut *mut c_void) -> c_int {
@@ -114,8 +127,17 @@ fn hooked_index(name: &CStr) -> Option<usize> {
 fn lookup(handle: *mut c_void, name: &CStr, index: usize) -> Option<*mut c_void> {
     let hook = acl::hook_address(index)?;
     if handle == libc::RTLD_DEFAULT {
-        // The caller would find our export first anyway (we are preloaded);
-        // only say so when the runtime really has the function.
+        // The global scope answers the same for every caller: the main
+        // program's own definition if it has one, else our export (we are
+        // preloaded). Asked through the main program's handle, because this
+        // library is linked -Bsymbolic and would find itself first. Only say
+        // "our hook" when the runtime really has the function; without a
+        // runtime the caller would have got NULL.
+        // SAFETY: dlsym's contract; `name` is a C string.
+        let found = unsafe { real_dlsym(main_program(), name.as_ptr()) };
+        if !acl::is_own_hook(found) {
+            return Some(found);
+        }
         return Some(if real::get(index).is_some() { hook } else { std::ptr::null_mut() });
     }
     // SAFETY: a lookup on the caller's handle; handle lookups do not depend on
