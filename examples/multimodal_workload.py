@@ -188,7 +188,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=48)
     parser.add_argument("--seed", type=int, default=20251125)
-    parser.add_argument("--max-batch", type=int, default=4, help="requests decoding at once")
+    parser.add_argument("--max-batch", type=int, default=6, help="requests decoding at once")
     parser.add_argument("--chunk", type=int, default=32, help="tokens per decoding step")
     parser.add_argument("--model", choices=["qwen2.5-vl", "qwen3-vl"], default="qwen2.5-vl")
     parser.add_argument("--enable-sleep-mode", action="store_true",

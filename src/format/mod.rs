@@ -46,6 +46,8 @@ pub struct Config {
     pub applied: bool,
 }
 
+/// Also the C API's `struct npu_alloc_shim_totals` (same fields, same order).
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Counters {
     pub alloc_calls: u64,

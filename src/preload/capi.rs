@@ -2,6 +2,7 @@
 //! `ctypes` and gdb, never panics across the boundary, and needs no setup.
 
 use super::record::{self, lifecycle, pools, snapshot};
+use crate::format::Counters;
 use std::ffi::{CStr, c_char, c_int};
 
 /// NUL-terminated version string of this build.
@@ -11,20 +12,6 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub extern "C" fn npu_alloc_shim_version() -> *const c_char {
     VERSION.as_ptr().cast()
-}
-
-/// Mirrors `struct npu_alloc_shim_totals` in the header.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Totals {
-    pub alloc_calls: u64,
-    pub failed_calls: u64,
-    pub free_calls: u64,
-    pub untracked_frees: u64,
-    pub alloc_bytes: u64,
-    pub freed_bytes: u64,
-    pub live_bytes: u64,
-    pub peak_live_bytes: u64,
 }
 
 /// Writes a recording now to `path` (`%p` etc. expanded), or to the
@@ -49,7 +36,7 @@ pub unsafe extern "C" fn npu_alloc_shim_dump(path: *const c_char) -> c_int {
 /// # Safety
 /// `out` is NULL or points to a writable `struct npu_alloc_shim_totals`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn npu_alloc_shim_get_totals(which: c_int, out: *mut Totals) -> c_int {
+pub unsafe extern "C" fn npu_alloc_shim_get_totals(which: c_int, out: *mut Counters) -> c_int {
     let pool = match which {
         0 => record::DEVICE,
         1 => record::HOST,
@@ -58,17 +45,7 @@ pub unsafe extern "C" fn npu_alloc_shim_get_totals(which: c_int, out: *mut Total
     if out.is_null() {
         return -1;
     }
-    let Ok(c) = std::panic::catch_unwind(|| snapshot::pool_counters(pool)) else { return -1 };
-    let totals = Totals {
-        alloc_calls: c.alloc_calls,
-        failed_calls: c.failed_calls,
-        free_calls: c.free_calls,
-        untracked_frees: c.untracked_frees,
-        alloc_bytes: c.alloc_bytes,
-        freed_bytes: c.freed_bytes,
-        live_bytes: c.live_bytes,
-        peak_live_bytes: c.peak_live_bytes,
-    };
+    let Ok(totals) = std::panic::catch_unwind(|| snapshot::pool_counters(pool)) else { return -1 };
     // SAFETY: checked non-NULL; the caller provides a writable struct.
     unsafe { out.write(totals) };
     0
