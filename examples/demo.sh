@@ -3,7 +3,8 @@
 #   1. what the library decides for typical PYTORCH_NPU_ALLOC_CONF values,
 #   2. a Python process started under the library,
 #   3. a recorded workload on the project's fake Ascend runtime, through the
-#      binding path older torch_npu uses (dlsym on its own libascendcl handle).
+#      binding path older torch_npu uses (dlsym on its own libascendcl handle),
+#      summarized by `npu-alloc-shim report` (docs/reports.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -31,25 +32,8 @@ cc -O1 -Itests/fake_runtime -o "$work/acl_workload" tests/fixtures/acl_workload.
     -Wl,-rpath,"$work" -ldl -pthread
 FAKE_ACL_DEVICE_BYTES=$((2 * 1024 * 1024 * 1024)) \
     "$cli" run --trace "$work/" -- "$work/acl_workload" --bind handle --threads 4 --iters 8 --oom --vmm --host >/dev/null
-python3 - "$work"/npu-alloc-shim.*.json <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-def mib(b):
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if b >= scale:
-            return f"{b / scale:.1f} {unit}"
-    return f"{b} B"
-t = r["totals"]
-print(f"recording {sys.argv[1].split('/')[-1]}: config rule {r['config']['rule']!r}, "
-      f"{t['alloc_calls']} allocations, {t['failed_calls']} failed, {t['free_calls']} frees, "
-      f"peak {mib(t['peak_live_bytes'])}, live at exit {mib(t['live_bytes'])}")
-print("sizes (log2 buckets split in 4):")
-top = max(b["count"] for b in r["histogram"])
-for b in r["histogram"]:
-    print(f"  [{mib(b['lo']):>9}, {mib(b['hi']):>9})  {'#' * max(1, 40 * b['count'] // top)} {b['count']}")
-print("per device:", ", ".join(f"{d['device']}: peak {mib(d['peak_live_bytes'])}" for d in r["devices"]))
-print("callers:", ", ".join(f"{c['library'].split('/')[-1]} {c['calls']} calls" for c in r["callers"]))
-for f in r["failures"]:
-    print(f"failure: {f['api']} of {mib(f['size'])} -> {f['code']} on device {f['device']} "
-          f"(free {mib(f['device_free'] or 0)} of {mib(f['device_total'] or 0)})")
-PY
+# The report: terminal summary here, the charts and a Perfetto trace kept.
+mkdir -p target/demo
+"$cli" report "$work" --top 5 --html target/demo/report.html --trace-event target/demo/trace.json
+echo
+echo "charts: target/demo/report.html (open in a browser); trace: target/demo/trace.json (ui.perfetto.dev)"

@@ -1,4 +1,5 @@
-//! `npu-alloc-shim`: the command-line front end (`run`, `check`). It never
+//! `npu-alloc-shim`: the command-line front end (`run`, `check`, `report`,
+//! `diff`). It never
 //! links the preload code (constructor, hooks); it shares only the pure
 //! modules below, compiled from the library's own files.
 
@@ -6,6 +7,8 @@
 // used by both, so unused ones are expected here.
 #[allow(dead_code)]
 mod allocconf;
+#[allow(dead_code)]
+mod format;
 #[allow(dead_code)]
 mod runtime;
 

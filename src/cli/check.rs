@@ -2,8 +2,8 @@
 //! is `allocconf::decide::decide` itself, fed with the facts the constructor
 //! would read, so the answer cannot drift from the library's behaviour.
 
+use super::check_report::{DialectParse, EntryReport, Lookup, Report, Variable};
 use super::installed;
-use super::report::{DialectParse, EntryReport, Lookup, Report, Variable};
 use crate::allocconf::decide::{self, Action, Decision, Facts, Level, Verdict};
 use crate::allocconf::keys::{self, Since};
 use crate::allocconf::marker::MARKER_VAR;

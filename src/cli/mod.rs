@@ -4,6 +4,7 @@
 //! 0, 1 and 2 for its verdicts, and the codes must not clash.
 
 mod check;
+mod check_report;
 mod installed;
 mod locate;
 mod preload_env;
@@ -20,6 +21,9 @@ Exit status:
   run     the program's own status (or its signal); 127 when the library or the
           program is not found, 126 when the program cannot be executed
   check   0 would change, 1 unchanged, 2 refused (see `check --help`)
+  report, diff
+          0 done; 65 a file is not a recording, 66 no input, 73 an output
+          cannot be written, 74 a read failed (see `report --help`)
   64      the command line does not parse";
 
 /// Turns on expandable segments for torch_npu processes through LD_PRELOAD,
@@ -35,6 +39,8 @@ struct Cli {
 enum Command {
     Run(run::RunArgs),
     Check(check::CheckArgs),
+    Report(report::ReportArgs),
+    Diff(report::DiffArgs),
 }
 
 /// Runs the CLI; returns the process exit status.
@@ -51,5 +57,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
+        Command::Report(args) => report::report(args),
+        Command::Diff(args) => report::diff(args),
     }
 }

@@ -1,0 +1,340 @@
+//! The terminal summary of a merged job. Every string that came from a
+//! recording passes through `terminal_safe`.
+
+use super::merge::Merged;
+use super::summary::ProcessSummary;
+use super::units::{bytes, device, percent, seconds, signed_bytes, terminal_safe};
+use std::fmt::Write as _;
+
+/// Width of the longest histogram bar.
+const BAR_WIDTH: usize = 40;
+/// Rows of the process and failure tables.
+const MAX_ROWS: usize = 32;
+
+/// Columns aligned on their widest cell; `right` marks numeric columns.
+pub fn table(headers: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::from(" ");
+        for (i, cell) in cells.enumerate() {
+            let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(cell.chars().count());
+            let last = i + 1 == widths.len();
+            out.push(' ');
+            if right.get(i).copied().unwrap_or(false) {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                if !last {
+                    out.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    // Without headers (a list of label: value), no header line.
+    let mut out = if headers.iter().all(|h| h.is_empty()) { String::new() } else { line(&mut headers.iter().copied()) };
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+/// A bar of `value` over `max` in eighths of a cell, at least a sliver when
+/// the value is not zero.
+pub fn bar(value: u64, max: u64, width: usize) -> String {
+    if max == 0 || value == 0 {
+        return String::new();
+    }
+    let eighths = ((value as f64 / max as f64) * (width * 8) as f64).round().max(1.0) as usize;
+    let mut out = "█".repeat(eighths / 8);
+    const PARTS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+    out.push_str(PARTS[eighths % 8]);
+    out
+}
+
+pub fn size_range(lo: u64, hi: u64) -> String {
+    format!("[{}, {})", bytes(lo), bytes(hi))
+}
+
+fn safe(text: &str) -> String {
+    terminal_safe(text, 120)
+}
+
+/// The whole summary.
+pub fn render(m: &Merged, top: usize) -> String {
+    let mut out = String::new();
+    header(&mut out, m);
+    totals(&mut out, m);
+    sizes(&mut out, m, top);
+    devices(&mut out, m);
+    processes(&mut out, m);
+    callers(&mut out, m, top);
+    failures(&mut out, m);
+    findings(&mut out, m);
+    out
+}
+
+fn header(out: &mut String, m: &Merged) {
+    let span = m.end_unix_ms.saturating_sub(m.origin_unix_ms);
+    let _ = writeln!(
+        out,
+        "npu-alloc-shim report: {} recording(s) from {} host(s), {} device(s); {} from the first start to the last write",
+        m.recordings,
+        m.hosts_count,
+        m.devices.len() as u64 + m.devices_omitted,
+        seconds(span)
+    );
+    if m.skipped_count > 0 {
+        let _ = writeln!(out, "skipped {} file(s) that are not recordings:", m.skipped_count);
+        for s in &m.skipped {
+            let _ = writeln!(out, "  {}: {}", safe(&s.file), safe(&s.problem));
+        }
+    }
+}
+
+fn totals(out: &mut String, m: &Merged) {
+    let t = &m.totals;
+    let _ = writeln!(out, "\nDevice memory (all processes)");
+    let highest = m
+        .highest_peak_process
+        .as_deref()
+        .map(|p| format!("{} in {}, the highest process", bytes(m.highest_peak), safe(p)))
+        .unwrap_or_else(|| bytes(0));
+    let rows = vec![
+        vec!["allocations".into(), format!("{} calls, {}", t.alloc_calls, bytes(t.alloc_bytes))],
+        vec![
+            "failed".into(),
+            format!("{} calls, {} out of memory (recorded)", t.failed_calls, m.out_of_memory_failures),
+        ],
+        vec!["frees".into(), format!("{} calls, {}", t.free_calls, bytes(t.freed_bytes))],
+        vec!["live at the end".into(), bytes(t.live_bytes)],
+        vec!["peak".into(), highest],
+        vec!["peaks added up".into(), format!("{} (upper bound of the job's peak)", bytes(t.peak_live_bytes))],
+        vec![
+            "largest growth".into(),
+            format!("{} (second-half peak over first-half, one process)", signed_bytes(i128::from(m.largest_growth))),
+        ],
+        vec![
+            "mapped segments".into(),
+            format!("{} of {} processes (expandable segments in effect)", m.processes_mapping, m.recordings),
+        ],
+    ];
+    out.push_str(&table(&["", ""], &[false, false], &rows));
+    let h = &m.host;
+    if h.alloc_calls > 0 || h.failed_calls > 0 {
+        let _ = writeln!(out, "\nPinned host memory");
+        let rows = vec![vec![
+            h.alloc_calls.to_string(),
+            bytes(h.alloc_bytes),
+            h.failed_calls.to_string(),
+            bytes(h.live_bytes),
+            bytes(h.peak_live_bytes),
+        ]];
+        out.push_str(&table(
+            &["allocations", "bytes", "failed", "live at end", "peaks added up"],
+            &[true, true, true, true, true],
+            &rows,
+        ));
+    }
+}
+
+fn sizes(out: &mut String, m: &Merged, top: usize) {
+    if m.histogram.is_empty() {
+        let _ = writeln!(out, "\nAllocation sizes: no successful device allocation");
+        return;
+    }
+    let _ = writeln!(out, "\nAllocation sizes (successful device allocations per size range)");
+    let max = m.histogram.iter().map(|b| b.count).max().unwrap_or(0);
+    let rows: Vec<Vec<String>> = m
+        .histogram
+        .iter()
+        .map(|b| vec![size_range(b.lo, b.hi), b.count.to_string(), bytes(b.bytes), bar(b.count, max, BAR_WIDTH)])
+        .collect();
+    out.push_str(&table(&["size", "count", "bytes", ""], &[false, true, true, false], &rows));
+    let total: u64 = m.histogram.iter().map(|b| b.bytes).fold(0, u64::saturating_add);
+    let mut by_bytes: Vec<_> = m.histogram.iter().collect();
+    by_bytes.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.lo.cmp(&b.lo)));
+    let _ = writeln!(out, "\nTop sizes by bytes");
+    let rows: Vec<Vec<String>> = by_bytes
+        .iter()
+        .take(top)
+        .enumerate()
+        .map(|(i, b)| {
+            vec![
+                format!("{}.", i + 1),
+                size_range(b.lo, b.hi),
+                b.count.to_string(),
+                bytes(b.bytes),
+                format!("{:.1}%", percent(b.bytes, total)),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["", "size", "count", "bytes", "share"], &[true, false, true, true, true], &rows));
+}
+
+fn devices(out: &mut String, m: &Merged) {
+    if m.devices.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nDevices");
+    let rows: Vec<Vec<String>> = m
+        .devices
+        .iter()
+        .map(|d| {
+            let bound = if d.peak_is_upper_bound { " (sum)" } else { "" };
+            vec![
+                safe(&d.hostname),
+                device(d.device),
+                d.processes.to_string(),
+                format!("{}{bound}", bytes(d.peak_live_bytes)),
+                bytes(d.live_bytes),
+                d.alloc_calls.to_string(),
+                bytes(d.alloc_bytes),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["host", "device", "processes", "peak", "live at end", "allocations", "bytes"],
+        &[false, true, true, true, true, true, true],
+        &rows,
+    ));
+    if m.devices_omitted > 0 {
+        let _ = writeln!(out, "  ({} more devices not listed)", m.devices_omitted);
+    }
+}
+
+fn process_row(p: &ProcessSummary) -> Vec<String> {
+    vec![
+        safe(&p.hostname),
+        p.pid.to_string(),
+        p.device.map(device).unwrap_or_else(|| if p.devices.is_empty() { "-".into() } else { "several".into() }),
+        bytes(p.peak()),
+        p.growth
+            .map(|g| signed_bytes(i128::from(g.second_half_peak) - i128::from(g.first_half_peak)))
+            .unwrap_or_else(|| "-".into()),
+        p.large_sizes.to_string(),
+        p.failed_calls.to_string(),
+        safe(&p.config.rule),
+        terminal_safe(&p.command, 60),
+    ]
+}
+
+fn processes(out: &mut String, m: &Merged) {
+    if m.processes.is_empty() {
+        return;
+    }
+    let mut sorted: Vec<&ProcessSummary> = m.processes.iter().collect();
+    sorted.sort_by(|a, b| b.peak().cmp(&a.peak()).then(a.hostname.cmp(&b.hostname)).then(a.pid.cmp(&b.pid)));
+    let shown = sorted.len().min(MAX_ROWS);
+    let _ = writeln!(out, "\nProcesses (highest peak first; {shown} of {})", m.recordings);
+    let rows: Vec<Vec<String>> = sorted.iter().take(MAX_ROWS).map(|p| process_row(p)).collect();
+    out.push_str(&table(
+        &["host", "pid", "device", "peak", "growth", "large sizes", "failed", "rule", "command"],
+        &[false, true, true, true, true, true, true, false, false],
+        &rows,
+    ));
+}
+
+fn callers(out: &mut String, m: &Merged, top: usize) {
+    if m.callers.is_empty() {
+        return;
+    }
+    let total: u64 = m.callers.iter().map(|c| c.bytes).fold(0, u64::saturating_add);
+    let _ = writeln!(out, "\nCalling libraries (device and pinned host allocations, added up over the run)");
+    let rows: Vec<Vec<String>> = m
+        .callers
+        .iter()
+        .take(top)
+        .map(|c| {
+            vec![
+                safe(&c.library),
+                if c.torch { "torch".into() } else { "other".into() },
+                c.calls.to_string(),
+                c.failures.to_string(),
+                bytes(c.bytes),
+                format!("{:.1}%", percent(c.bytes, total)),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["library", "kind", "calls", "failed", "bytes", "share"],
+        &[false, false, true, true, true, true],
+        &rows,
+    ));
+    if m.callers.len() > top {
+        let _ = writeln!(out, "  ({} more libraries; --top N shows more)", m.callers.len() - top);
+    }
+}
+
+fn failures(out: &mut String, m: &Merged) {
+    if m.failures_total == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nFailures ({} failed allocation calls, {} kept with the memory state, {} out of memory)",
+        m.failures_total,
+        m.failures.len(),
+        m.out_of_memory_failures
+    );
+    let rows: Vec<Vec<String>> = m
+        .failures
+        .iter()
+        .take(MAX_ROWS)
+        .map(|f| {
+            let x = &f.failure;
+            let state = match (x.device_free, x.device_total) {
+                (Some(free), Some(total)) => format!("{} of {}", bytes(free), bytes(total)),
+                (Some(free), None) => bytes(free),
+                _ => "unknown".into(),
+            };
+            vec![
+                safe(&f.hostname),
+                f.pid.to_string(),
+                seconds(x.t_ms),
+                safe(&x.api),
+                bytes(x.size),
+                x.code.to_string(),
+                device(x.device),
+                state,
+                bytes(x.live_bytes),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["host", "pid", "at", "api", "size", "code", "device", "free", "process live"],
+        &[false, true, true, false, true, true, true, true, true],
+        &rows,
+    ));
+    if m.failures.len() > MAX_ROWS {
+        let _ = writeln!(out, "  ({} more in --json)", m.failures.len() - MAX_ROWS);
+    }
+}
+
+fn findings(out: &mut String, m: &Merged) {
+    let _ = writeln!(out, "\nFindings");
+    if m.findings.is_empty() {
+        let _ = writeln!(out, "  nothing stands out");
+        return;
+    }
+    for f in &m.findings {
+        let scope = if f.processes == 0 {
+            "whole job".to_owned()
+        } else {
+            let examples: Vec<String> = f.examples.iter().map(|e| safe(e)).collect();
+            let more = if f.processes > examples.len() as u64 { ", ..." } else { "" };
+            format!("{} of {} processes: {}{more}", f.processes, m.recordings, examples.join(", "))
+        };
+        let _ = writeln!(out, "  {:<7} {} [{}] ({scope})", f.severity.name(), safe(&f.title), f.id);
+        let _ = writeln!(out, "          {}", terminal_safe(&f.detail, 2000));
+        let _ = writeln!(out, "          -> {}", terminal_safe(&f.advice, 2000));
+    }
+}
