@@ -56,9 +56,11 @@ class Vision:
         self.factor = patch * self.merge  # 28 px
         self.temporal_patch = 2  # an image counts as 2 identical frames
         self.min_pixels = 4 * self.factor**2  # 56x56 for 14 px patches
-        self.max_pixels = 1280 * self.factor**2  # processor default max_pixels
+        self.max_pixels = 1280 * self.factor**2  # qwen-vl-utils' MAX_PIXELS
         self.video_min_pixels = 128 * self.factor**2
         self.video_max_pixels = 768 * self.factor**2
+        # Per-video budget: 8192 tokens, lowered from qwen-vl-utils' default as
+        # a deployment does to bound the memory one video takes.
         self.video_total_pixels = 8192 * self.factor**2
         self.fps = 2.0
 
@@ -100,14 +102,15 @@ class Vision:
 
 
 class Model:
-    """Shapes of a small Qwen2.5-VL-like model (bf16): a ViT with 1280-wide
-    hidden states and a 2048-wide language model with grouped KV heads. The
-    layer counts are cut down: the allocation pattern of one layer repeats."""
+    """Shapes of Qwen2.5-VL-3B (bf16): its ViT (1280 wide, MLP 3420) and its
+    language model (36 layers, 2048 wide, MLP 11008, 2 KV heads of 128). Cut
+    down to fit a small simulated device: 4 ViT layers instead of 32 (the
+    pattern of one layer repeats) and 864 MiB standing for the weights."""
 
     vit_hidden, vit_mlp, vit_layers = 1280, 3420, 4
     hidden, mlp, layers = 2048, 11008, 36
     kv_heads, head_dim = 2, 128
-    weight_bytes = 900 * MiB
+    weight_bytes = 864 * MiB
 
 
 def npu(numel):
@@ -134,10 +137,10 @@ def random_request(rng, vision):
     return {"kind": kind, "grids": grids, "text": text, "output": rng.randint(16, 384)}
 
 
-def encode_vision(model, patches):
+def encode_vision(model, vision, patches):
     """The ViT over all patches: pixel values, then per layer qkv, attention
     output and MLP, the hidden state replaced layer after layer."""
-    pixels = npu(patches * 3 * 2 * 14 * 14)  # (t*h*w, C*T*P*P)
+    pixels = npu(patches * 3 * vision.temporal_patch * vision.patch**2)  # (t*h*w, C*T*P*P)
     hidden = npu(patches * model.vit_hidden)
     del pixels
     for _ in range(model.vit_layers):
@@ -190,6 +193,8 @@ def main():
     parser.add_argument("--seed", type=int, default=20251125)
     parser.add_argument("--max-batch", type=int, default=6, help="requests decoding at once")
     parser.add_argument("--chunk", type=int, default=32, help="tokens per decoding step")
+    parser.add_argument("--encoder-cache-tokens", type=int, default=65536,
+                        help="budget of the vision-embedding cache, in LLM tokens")
     parser.add_argument("--model", choices=["qwen2.5-vl", "qwen3-vl"], default="qwen2.5-vl")
     parser.add_argument("--enable-sleep-mode", action="store_true",
                         help="accepted, no effect (looks like vLLM's RL sleep mode)")
@@ -208,21 +213,25 @@ def main():
     }
     weights = [npu(model.weight_bytes // 2 // 8) for _ in range(8)]
     running, waiting = [], [random_request(rng, vision) for _ in range(args.requests)]
+    encoder_cache = []  # (tokens, merged vision embeddings), oldest first
     try:
         while waiting or running:
             # Admit one request when a batch slot is free: vision encoder,
             # then prefill of text + vision tokens.
             if waiting and len(running) < args.max_batch:
                 request = waiting.pop(0)
-                merged, tokens = [], request["text"]
+                tokens = request["text"]
                 for grid in request["grids"]:
                     patches, llm_tokens = vision.tokens(grid)
-                    merged.append(encode_vision(model, patches))
+                    encoder_cache.append((llm_tokens, encode_vision(model, vision, patches)))
                     tokens += llm_tokens
                     result["vision_tokens"] += llm_tokens
                 request.update(kv=[], length=tokens, left=request["output"])
                 prefill(model, tokens, request["kv"])
-                del merged
+                # Evict the oldest embeddings once over budget; the newest
+                # entry stays even when it alone exceeds the budget.
+                while sum(n for n, _ in encoder_cache) > args.encoder_cache_tokens and len(encoder_cache) > 1:
+                    encoder_cache.pop(0)
                 running.append(request)
             for request in list(running):
                 decode(model, request, args.chunk)

@@ -8,7 +8,8 @@
 #
 # Prints the environment's path on stdout (pip's output goes to stderr).
 # Where: ${NPU_ALLOC_SHIM_VENV_CACHE:-$HOME/.cache/npu-alloc-shim}/venv-LINE.
-# Which Python: $NPU_ALLOC_SHIM_PYTHON, else python3 (the wheels are cp39-cp311).
+# Which Python: $NPU_ALLOC_SHIM_PYTHON, else python3.11/3.10/3.9 when installed, else
+# python3 (torch-npu 2.5.1 has wheels for CPython 3.9-3.11 only).
 # Idempotent: a marker file naming the pinned versions is written last, so an
 # interrupted install is redone from scratch and a finished one is reused.
 set -euo pipefail
@@ -44,10 +45,30 @@ if complete; then
     exit 0
 fi
 
-python=${NPU_ALLOC_SHIM_PYTHON:-python3}
-echo "torch-npu-venv: installing $want into $venv (about 7 GB, a few minutes)" >&2
+# torch-npu 2.5.1 has wheels for CPython 3.9-3.11 only, 2.10.0.post4 for 3.9-3.13.
+if [[ -n ${NPU_ALLOC_SHIM_PYTHON:-} ]]; then
+    python=$NPU_ALLOC_SHIM_PYTHON
+else
+    python=python3
+    for candidate in python3.11 python3.10 python3.9; do
+        if command -v "$candidate" >/dev/null; then
+            python=$candidate
+            break
+        fi
+    done
+fi
+max_minor=$([[ $line == 2.5 ]] && echo 11 || echo 13)
+if ! "$python" -c "import sys; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, $max_minor))"; then
+    echo "torch-npu-venv: torch-npu $npu needs CPython 3.9-3.$max_minor; $python is" \
+        "$("$python" -V 2>&1). Set NPU_ALLOC_SHIM_PYTHON to one that fits." >&2
+    exit 1
+fi
+echo "torch-npu-venv: installing $want into $venv with $python (about 7 GB, a few minutes)" >&2
 rm -rf "$venv"
-"$python" -m venv "$venv"
+if ! "$python" -m venv "$venv"; then
+    echo "torch-npu-venv: $python -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2
+    exit 1
+fi
 pip() { "$venv/bin/python" -m pip --disable-pip-version-check --no-input "$@" >&2; }
 # PyPI's torch (it pulls the CUDA runtime wheels: loaded at import, never used).
 # torch_npu's metadata pins the "+cpu" local build that only PyTorch's own

@@ -4,7 +4,7 @@
     gen_stubs.py SITE_PACKAGES OUT.c
 
 torch_npu needs two sets of names from the CANN libraries, which it does not
-ship (tests/sim_runtime/README.md):
+ship (docs/real-torch-npu.md):
 
 - at load: every undefined dynamic symbol of its libraries (libtorch_npu.so is
   linked with BIND_NOW), minus what torch, Python and the system libraries

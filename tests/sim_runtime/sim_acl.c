@@ -116,7 +116,14 @@ struct slot {
 static struct slot *table;
 static size_t table_cap, table_len;
 
-static size_t slot_of(uintptr_t addr) { return (size_t)((addr >> 9) * 0x9E3779B97F4A7C15ULL) & (table_cap - 1); }
+/* splitmix64's finalizer: addresses and handles differ only in a few bits. */
+static size_t slot_of(uintptr_t addr)
+{
+    uint64_t x = addr;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return (size_t)(x ^ (x >> 31)) & (table_cap - 1);
+}
 
 static int table_put(uintptr_t addr, uint64_t size, int kind, int device);
 
@@ -213,13 +220,11 @@ static void log_call(enum api api, aclError rc, uint64_t size, uintptr_t addr)
 /* One device allocation (memory or physical) of `size` on the current device. */
 static aclError device_alloc(enum api api, void **out, uint64_t size, int kind)
 {
-    if (out == NULL)
-        return ACL_ERROR_INVALID_PARAM;
     pthread_mutex_lock(&lock);
     int dev = current_device();
     aclError rc = ACL_SUCCESS;
     uintptr_t addr = 0;
-    if (size == 0) {
+    if (out == NULL || size == 0) {
         rc = ACL_ERROR_INVALID_PARAM;
     } else if (st.per_device[dev].live_bytes + size > capacity) {
         rc = ACL_ERROR_RT_MEMORY_ALLOCATION;
@@ -329,7 +334,9 @@ aclError aclrtReleaseMemAddress(void *virPtr)
     aclError rc = table_take((uintptr_t)virPtr, K_RESERVE, &s) ? ACL_SUCCESS : ACL_ERROR_RT_PARAM_INVALID;
     if (rc == ACL_SUCCESS)
         st.reserved_bytes -= s.size;
-    note(RELEASE, rc, rc == ACL_SUCCESS ? s.size : 0);
+    /* 0 bytes, as in the recording: a release frees no device memory (the
+     * physical handles mapped into the range do, when they are freed). */
+    note(RELEASE, rc, 0);
     pthread_mutex_unlock(&lock);
     return rc;
 }
@@ -360,9 +367,7 @@ aclError aclrtUnmapMem(void *virPtr)
 
 static aclError host_alloc(enum api api, void **out, uint64_t size)
 {
-    if (out == NULL)
-        return ACL_ERROR_INVALID_PARAM;
-    void *p = size ? malloc(size) : NULL;
+    void *p = out && size ? malloc(size) : NULL;
     pthread_mutex_lock(&lock);
     aclError rc = p && table_put((uintptr_t)p, size, K_HOST, 0) == 0 ? ACL_SUCCESS
                                                                     : ACL_ERROR_RT_MEMORY_ALLOCATION;
