@@ -1,5 +1,5 @@
-//! Link settings for the preloaded library: a fixed soname, a version script
-//! so that the `.so` exports only its C API and its hooks, and `nodelete`.
+//! Link settings for the preloaded library: a fixed soname, `nodelete` and
+//! `-Bsymbolic`. (What it exports is rustc's own list; see below.)
 
 use std::path::PathBuf;
 
@@ -9,7 +9,13 @@ fn main() {
     println!("cargo:rerun-if-changed={}", script.display());
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libnpu_alloc_shim.so");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", script.display());
+    // No second version script: rustc already links a cdylib with its own
+    // anonymous one (`global:` its #[no_mangle] exports, `local: *`), and GNU
+    // ld refuses to combine an anonymous version tag with any other ("anonymous
+    // version tag cannot be combined with other version tags"): only lld (the
+    // x86_64 default since Rust 1.90) accepted it, so aarch64 and Debian's rustc
+    // did not link. `src/preload/exports.map` stays the list of record, and
+    // tests/exports.rs checks the built library exports exactly it.
     // Never unloaded: other libraries keep pointers to the hooks, and the exit
     // and fork handlers registered at load must stay valid.
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");

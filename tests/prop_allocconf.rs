@@ -278,6 +278,13 @@ fn facts(specific: Option<Vec<u8>>) -> Facts {
     Facts { specific, ..Facts::default() }
 }
 
+/// A value where the library and the model are known to differ; see
+/// `roundup_list_numbers_follow_the_scalar_rule`. The properties skip these
+/// (a narrow skip, so that everything else keeps being compared).
+fn known_divergence(value: &[u8]) -> bool {
+    value.contains(&b'[') && value.contains(&b'+')
+}
+
 fn set_value(decision: &Decision) -> Option<&[u8]> {
     match &decision.action {
         Action::Set { value, .. } => Some(value),
@@ -321,6 +328,9 @@ fn tokenizers_agree_with_the_model() {
 fn parsers_agree_with_the_model() {
     let accepted = Cell::new(0u64);
     let tried = check("parsers agree on success, pairs and trailing comma (2 dialects each)", any_value(), |Bytes(value)| {
+        if known_divergence(&value) {
+            return Ok(());
+        }
         for d in model::DIALECTS {
             let got = allocconf::parse::parse(&value, dialect(d), &KEYS);
             let want = model::parse(&value, d);
@@ -365,6 +375,9 @@ fn normalization_agrees_with_the_model() {
     let values = prop_oneof![9 => any_value().prop_map(Some), 1 => Just(None)];
     check("normalization agrees (specific and generic variable)", values, |value: Option<Bytes>| {
         let value = value.map(|b| b.0);
+        if value.as_deref().is_some_and(known_divergence) {
+            return Ok(());
+        }
         let want = match model::normalize(value.as_deref()) {
             model::Outcome::Unchanged => None,
             model::Outcome::Set(v) => Some(v),
@@ -384,7 +397,7 @@ fn normalization_agrees_with_the_model() {
         // The generic variable alone follows the same rules, under its own name.
         if let Some(value) = &value {
             let generic = decide::decide(&SPEC, &Facts { generic: Some(value.clone()), ..Facts::default() });
-            prop_assert_eq!(set_value(&generic), want.as_deref(), "generic {}", show(value));
+            prop_assert_eq!(set_value(&generic).map(show), want.as_deref().map(show), "generic {}", show(value));
             if let Action::Set { var, .. } = generic.action {
                 prop_assert_eq!(var, SPEC.generic_conf_var);
             }
@@ -394,6 +407,19 @@ fn normalization_agrees_with_the_model() {
     println!("reliability figure: rules reached: {:?}", rules.borrow());
     for rule in ["unset", "has-key", "conflict", "invalid", "append"] {
         assert!(rules.borrow().get(rule).copied().unwrap_or(0) >= 10, "rule {rule} rarely reached: {:?}", rules);
+    }
+}
+
+/// Numbers in a roundup list are read like the scalar value: decimal digits.
+/// The list parser reads them with `str::parse::<u64>`, which also takes a
+/// leading `+`, so `[+256:+2]` is accepted while `roundup_power2_divisions:+2`
+/// is refused (src/allocconf/parse.rs, `is_power` in `parse_roundup_list`).
+#[test]
+fn roundup_list_numbers_follow_the_scalar_rule() {
+    assert!(allocconf::parse::parse(b"roundup_power2_divisions:+2", Dialect::Lenient, &KEYS).is_err());
+    for list in ["roundup_power2_divisions:[+256:2]", "roundup_power2_divisions:[256:+2]"] {
+        let parsed = allocconf::parse::parse(list.as_bytes(), Dialect::Lenient, &KEYS);
+        assert!(parsed.is_err(), "{list}: {parsed:?}");
     }
 }
 

@@ -27,7 +27,13 @@ pub fn library() -> PathBuf {
             if profile == "release" {
                 cargo.arg("--release");
             }
-            if let Some(root) = target.parent() {
+            let mut root = target.parent().map(Path::to_path_buf);
+            if let Some(triple) = cross_target() {
+                // `cargo test --target T` puts the tests in `<dir>/T/<profile>`.
+                cargo.args(["--target", &triple]);
+                root = root.as_deref().and_then(Path::parent).map(Path::to_path_buf);
+            }
+            if let Some(root) = root {
                 cargo.env("CARGO_TARGET_DIR", root);
             }
             let status = cargo.status().expect("run cargo build --lib");
@@ -37,6 +43,28 @@ pub fn library() -> PathBuf {
             path
         })
         .clone()
+}
+
+/// The target triple the tests were built for with `cargo test --target`, or
+/// None for a native build: `NPU_ALLOC_SHIM_TEST_TARGET` when set, else the
+/// name of the directory above `target/<profile>` when that is a triple
+/// directory (no `CACHEDIR.TAG`, which cargo writes only at the top).
+pub fn cross_target() -> Option<String> {
+    if let Some(triple) = std::env::var("NPU_ALLOC_SHIM_TEST_TARGET").ok().filter(|t| !t.is_empty()) {
+        return Some(triple);
+    }
+    let target = target_dir();
+    let triple_dir = target.parent()?;
+    let top = triple_dir.parent()?;
+    (!triple_dir.join("CACHEDIR.TAG").exists() && top.join("CACHEDIR.TAG").exists())
+        .then(|| triple_dir.file_name()?.to_str().map(str::to_owned))
+        .flatten()
+}
+
+/// The C compiler for fixtures: `NPU_ALLOC_SHIM_TEST_CC` (e.g.
+/// `aarch64-linux-gnu-gcc` for a cross test run), else `cc`.
+pub fn c_compiler() -> std::ffi::OsString {
+    std::env::var_os("NPU_ALLOC_SHIM_TEST_CC").filter(|cc| !cc.is_empty()).unwrap_or_else(|| "cc".into())
 }
 
 /// The built CLI.
@@ -55,8 +83,9 @@ pub fn fixture_dir() -> PathBuf {
     dir
 }
 
-/// Compiles C sources into `out` (in `fixture_dir()`) with `cc`, once per test
-/// run; `args` are passed after the sources. Returns the output path.
+/// Compiles C sources into `out` (in `fixture_dir()`) with `cc` (or
+/// `c_compiler()`), once per test run; `args` are passed after the sources.
+/// Returns the output path.
 pub fn compile_c(out: &str, sources: &[&str], args: &[&str]) -> PathBuf {
     let output = fixture_dir().join(out);
     let lock = fixture_dir().join(format!("{out}.lock"));
@@ -70,14 +99,14 @@ pub fn compile_c(out: &str, sources: &[&str], args: &[&str]) -> PathBuf {
         return output;
     }
     let tmp = fixture_dir().join(format!("{out}.tmp{}", std::process::id()));
-    let status = Command::new("cc")
+    let status = Command::new(c_compiler())
         .args(["-g", "-O1", "-Wall", "-Werror", "-o"])
         .arg(&tmp)
         .args(sources.iter().map(|s| repo().join(s)))
         .args(args)
         .status()
-        .expect("run cc");
-    assert!(status.success(), "cc failed for {out}");
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", c_compiler()));
+    assert!(status.success(), "{:?} failed for {out}", c_compiler());
     std::fs::rename(&tmp, &output).expect("rename fixture");
     output
 }
