@@ -17,6 +17,8 @@ pub struct Settings {
     pub thread_counts: &'static [u32],
     pub start_runs: usize,
     pub live_counts: &'static [u64],
+    /// Bytes of recordings `report` reads in the throughput measurement.
+    pub report_bytes: u64,
 }
 
 impl Settings {
@@ -27,10 +29,17 @@ impl Settings {
         thread_counts: &[1, 2, 4, 8],
         start_runs: 200,
         live_counts: &[100_000, 1_000_000],
+        report_bytes: 1 << 30,
     };
     #[allow(dead_code)] // used by tests/bench_smoke.rs
-    pub const QUICK: Settings =
-        Settings { pairs: 20_000, repeats: 1, thread_counts: &[1, 2], start_runs: 3, live_counts: &[1_000] };
+    pub const QUICK: Settings = Settings {
+        pairs: 20_000,
+        repeats: 1,
+        thread_counts: &[1, 2],
+        start_runs: 3,
+        live_counts: &[1_000],
+        report_bytes: 1 << 20,
+    };
 }
 
 /// One row of the summary.
@@ -242,13 +251,45 @@ pub fn recording(settings: Settings, dir: &Path) -> Vec<Row> {
         target.to_str().unwrap(),
     ]));
     let dump_ms = value["dump_ns"].as_f64().unwrap() / 1e6;
-    vec![Row {
+    let mut rows = vec![Row {
         what: format!("writing a recording with {count} live allocations"),
         without: f64::NAN,
         with: dump_ms,
         unit: "ms",
         goal: "a flush does not depend on the live count".into(),
-    }]
+    }];
+    rows.push(report_throughput(&target, settings.report_bytes, dir));
+    rows
+}
+
+/// `npu-alloc-shim report` over copies of one recording (each its own pid)
+/// adding up to `total` bytes.
+fn report_throughput(recording: &Path, total: u64, dir: &Path) -> Row {
+    let mut value: Value = serde_json::from_slice(&std::fs::read(recording).unwrap()).unwrap();
+    let set = dir.join("recordings");
+    std::fs::create_dir_all(&set).unwrap();
+    let (mut written, mut pid) = (0u64, 1u64);
+    while written < total {
+        value["pid"] = pid.into();
+        let bytes = serde_json::to_vec_pretty(&value).unwrap();
+        std::fs::write(set.join(format!("r.{pid}.json")), &bytes).unwrap();
+        written += bytes.len() as u64;
+        pid += 1;
+    }
+    let begin = Instant::now();
+    let mut command = support::clean_command(support::cli());
+    command.arg("report").arg(&set).args(["--json", dir.join("merged.json").to_str().unwrap()]);
+    let output = support::run_with_timeout(&mut command, Duration::from_secs(600));
+    assert!(output.status.success(), "report: {}", String::from_utf8_lossy(&output.stderr));
+    let seconds = begin.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&set);
+    Row {
+        what: format!("report over {:.0} MiB of recordings ({} files)", written as f64 / 1048576.0, pid - 1),
+        without: f64::NAN,
+        with: written as f64 / 1048576.0 / seconds,
+        unit: "MiB/s",
+        goal: format!("{seconds:.1} s"),
+    }
 }
 
 pub fn table(rows: &[Row]) -> String {
