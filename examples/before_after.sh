@@ -65,8 +65,10 @@ workload() { # NAME GIB ENV... : runs the workload, keeps its final JSON line
     shift 2
     local start=$SECONDS status=0
     echo "== $name: torch_npu $line on a $gib GiB simulated NPU" >&2
-    "$@" SIM_ACL_DEVICE_BYTES="$(gib_bytes "$gib")" "$python" examples/multimodal_workload.py \
-        >"$tmp/$name.out" 2>"$tmp/$name.err" || status=$?
+    # Run from the scratch directory: torch_npu drops a memory-usage CSV into
+    # its working directory when it runs out of memory.
+    (cd "$tmp" && "$@" SIM_ACL_DEVICE_BYTES="$(gib_bytes "$gib")" "$python" "$repo/examples/multimodal_workload.py" \
+        >"$tmp/$name.out" 2>"$tmp/$name.err") || status=$?
     if [[ $status -ne 0 && $status -ne 3 ]]; then
         echo "before_after: the $name run failed (exit $status):" >&2
         tail -20 "$tmp/$name.err" >&2

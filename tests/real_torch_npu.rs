@@ -107,7 +107,9 @@ fn scratch(line: &Line, test: &str) -> PathBuf {
 fn python(line: &Line, preload: bool, dir: &Path, tag: &str) -> Command {
     let mut command = if preload { support::preloaded(&line.python) } else { support::clean_command(&line.python) };
     command
-        .current_dir(support::repo())
+        // torch_npu drops a device_*_memUsageInfo_*.csv into its working
+        // directory on out-of-memory: keep it out of the repository.
+        .current_dir(dir)
         .env("LD_LIBRARY_PATH", &line.sim)
         .env("SIM_ACL_DEVICE_BYTES", DEVICE_BYTES.to_string())
         .env("SIM_ACL_STATS", dir.join(format!("{tag}.stats.json")));
@@ -125,7 +127,7 @@ struct Run {
 }
 
 fn run_workload(mut command: Command, dir: &Path, tag: &str, args: &[&str]) -> Run {
-    command.arg("examples/multimodal_workload.py").args(args);
+    command.arg(support::repo().join("examples/multimodal_workload.py")).args(args);
     let out = support::run_with_timeout(&mut command, LIMIT);
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
@@ -343,7 +345,9 @@ fn refused_values_left_alone(line: &Line) {
         let mut seen = Vec::new();
         for preload in [false, true] {
             let mut command = python(line, preload, &dir, &format!("{i}-{preload}"));
-            command.arg("tests/sim_runtime/parser_probe.py").env("PYTORCH_NPU_ALLOC_CONF", npu_conf);
+            command
+                .arg(support::repo().join("tests/sim_runtime/parser_probe.py"))
+                .env("PYTORCH_NPU_ALLOC_CONF", npu_conf);
             if let Some(alloc_conf) = alloc_conf {
                 command.env("PYTORCH_ALLOC_CONF", alloc_conf);
             }
