@@ -196,6 +196,9 @@ def main():
     parser.add_argument("--encoder-cache-tokens", type=int, default=65536,
                         help="budget of the vision-embedding cache, in LLM tokens")
     parser.add_argument("--model", choices=["qwen2.5-vl", "qwen3-vl"], default="qwen2.5-vl")
+    parser.add_argument("--memory-snapshot", metavar="PATH",
+                        help="record the allocator's history and dump a memory snapshot (pickle) to PATH at "
+                             "the end, OOM or not: the input of `npu-alloc-shim whatif`")
     parser.add_argument("--enable-sleep-mode", action="store_true",
                         help="accepted, no effect (looks like vLLM's RL sleep mode)")
     args = parser.parse_args()
@@ -211,6 +214,10 @@ def main():
         "completed_requests": 0,
         "vision_tokens": 0,
     }
+    if args.memory_snapshot:
+        # What an operator does in production: the full history with Python
+        # stacks (C++ stacks cannot be unwound through the simulated runtime).
+        torch_npu.npu.memory._record_memory_history(max_entries=10_000_000, stacks="python")
     weights = [npu(model.weight_bytes // 2 // 8) for _ in range(8)]
     running, waiting = [], [random_request(rng, vision) for _ in range(args.requests)]
     encoder_cache = []  # (tokens, merged vision embeddings), oldest first
@@ -246,12 +253,23 @@ def main():
         outcome, status = "oom", EXIT_OOM
         result["error"] = message.strip().splitlines()[0][:400]
         print(message, file=sys.stderr)
+    if args.memory_snapshot:
+        try:
+            torch_npu.npu.memory._dump_snapshot(args.memory_snapshot)
+        except RuntimeError:
+            # torch_npu 2.5.1's _dump_snapshot writes the pickle, then starts
+            # the Ascend profiler (libmsprofiler.so), which the simulated
+            # runtime does not provide. Write the same dictionary ourselves.
+            import pickle
+            with open(args.memory_snapshot, "wb") as f:
+                pickle.dump(torch_npu.npu.memory._snapshot(), f)
     del weights
     result.update(
         outcome=outcome,
         max_memory_reserved=torch.npu.max_memory_reserved(),
         max_memory_allocated=torch.npu.max_memory_allocated(),
         memory_reserved=torch.npu.memory_reserved(),
+        segments_peak=torch.npu.memory_stats().get("segment.all.peak", 0),
     )
     print(json.dumps(result))
     return status

@@ -278,13 +278,6 @@ fn facts(specific: Option<Vec<u8>>) -> Facts {
     Facts { specific, ..Facts::default() }
 }
 
-/// A value where the library and the model are known to differ; see
-/// `roundup_list_numbers_follow_the_scalar_rule`. The properties skip these
-/// (a narrow skip, so that everything else keeps being compared).
-fn known_divergence(value: &[u8]) -> bool {
-    value.contains(&b'[') && value.contains(&b'+')
-}
-
 fn set_value(decision: &Decision) -> Option<&[u8]> {
     match &decision.action {
         Action::Set { value, .. } => Some(value),
@@ -327,33 +320,31 @@ fn tokenizers_agree_with_the_model() {
 #[test]
 fn parsers_agree_with_the_model() {
     let accepted = Cell::new(0u64);
-    let tried = check("parsers agree on success, pairs and trailing comma (2 dialects each)", any_value(), |Bytes(value)| {
-        if known_divergence(&value) {
-            return Ok(());
-        }
-        for d in model::DIALECTS {
-            let got = allocconf::parse::parse(&value, dialect(d), &KEYS);
-            let want = model::parse(&value, d);
-            match (&got, &want) {
-                (Ok(parsed), Some(want)) => {
-                    let pairs: Vec<(String, String)> =
-                        parsed.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
-                    prop_assert_eq!(&pairs, &want.pairs, "{:?} {}", d, show(&value));
-                    prop_assert_eq!(parsed.ends_with_comma, want.ends_with_comma, "{:?} {}", d, show(&value));
-                    accepted.set(accepted.get() + 1);
-                }
-                (Err(_), None) => {}
-                _ => {
-                    return Err(TestCaseError::fail(format!(
-                        "{d:?} {}: library {got:?}, model {}",
-                        show(&value),
-                        if want.is_some() { "accepts" } else { "refuses" }
-                    )));
+    let tried =
+        check("parsers agree on success, pairs and trailing comma (2 dialects each)", any_value(), |Bytes(value)| {
+            for d in model::DIALECTS {
+                let got = allocconf::parse::parse(&value, dialect(d), &KEYS);
+                let want = model::parse(&value, d);
+                match (&got, &want) {
+                    (Ok(parsed), Some(want)) => {
+                        let pairs: Vec<(String, String)> =
+                            parsed.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
+                        prop_assert_eq!(&pairs, &want.pairs, "{:?} {}", d, show(&value));
+                        prop_assert_eq!(parsed.ends_with_comma, want.ends_with_comma, "{:?} {}", d, show(&value));
+                        accepted.set(accepted.get() + 1);
+                    }
+                    (Err(_), None) => {}
+                    _ => {
+                        return Err(TestCaseError::fail(format!(
+                            "{d:?} {}: library {got:?}, model {}",
+                            show(&value),
+                            if want.is_some() { "accepts" } else { "refuses" }
+                        )));
+                    }
                 }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        });
     println!("reliability figure: parses accepted by both {} of {}", accepted.get(), tried * 2);
 }
 
@@ -375,9 +366,6 @@ fn normalization_agrees_with_the_model() {
     let values = prop_oneof![9 => any_value().prop_map(Some), 1 => Just(None)];
     check("normalization agrees (specific and generic variable)", values, |value: Option<Bytes>| {
         let value = value.map(|b| b.0);
-        if value.as_deref().is_some_and(known_divergence) {
-            return Ok(());
-        }
         let want = match model::normalize(value.as_deref()) {
             model::Outcome::Unchanged => None,
             model::Outcome::Set(v) => Some(v),
@@ -514,14 +502,18 @@ fn no_panic_on_any_bytes() {
 /// Quoting: printable ASCII only, and lossless below the limit.
 #[test]
 fn quote_escapes_everything_and_loses_nothing() {
-    check("quote is printable and reversible", prop::collection::vec(any::<u8>(), 0..64).prop_map(Bytes), |Bytes(value)| {
-        let quoted = allocconf::quote::quote(&value, 1000);
-        prop_assert!(quoted.bytes().all(|b| (0x20..0x7f).contains(&b)), "{quoted}");
-        prop_assert_eq!(unquote(&quoted), value.clone());
-        let cut = allocconf::quote::quote(&value, 8);
-        prop_assert!(cut.len() <= 2 + 8 * 4 + 32, "{cut}");
-        Ok(())
-    });
+    check(
+        "quote is printable and reversible",
+        prop::collection::vec(any::<u8>(), 0..64).prop_map(Bytes),
+        |Bytes(value)| {
+            let quoted = allocconf::quote::quote(&value, 1000);
+            prop_assert!(quoted.bytes().all(|b| (0x20..0x7f).contains(&b)), "{quoted}");
+            prop_assert_eq!(unquote(&quoted), value.clone());
+            let cut = allocconf::quote::quote(&value, 8);
+            prop_assert!(cut.len() <= 2 + 8 * 4 + 32, "{cut}");
+            Ok(())
+        },
+    );
 }
 
 /// Reverses `quote` (for the round trip only).
@@ -642,7 +634,8 @@ fn one_mebibyte_values_are_decided_whole_and_quickly() {
             assert!(new.starts_with(value) && new.len() <= value.len() + 1 + model::PAIR.len(), "{name}");
         }
         // Linear work: a quadratic path would take minutes on a mebibyte.
-        assert!(elapsed < Duration::from_secs(2), "{name}: {elapsed:?}");
+        let limit = Duration::from_secs(if cfg!(debug_assertions) { 20 } else { 2 });
+        assert!(elapsed < limit, "{name}: {elapsed:?}");
     }
     println!("reliability figure: {} values of 1 MiB decided, slowest {slowest:?}", values.len());
 }

@@ -190,6 +190,10 @@ fn follow_parent(spec: &RuntimeSpec, facts: &Facts) -> Option<Decision> {
     Some(decision)
 }
 
+/// Linux's MAX_ARG_STRLEN: the longest single "NAME=value" string (with its
+/// NUL) that execve accepts.
+pub const MAX_ENV_STRING: usize = 131_072;
+
 fn is_blank(value: &[u8]) -> bool {
     value.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
 }
@@ -242,6 +246,17 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
     let mut new_value = value.clone();
     new_value.extend_from_slice(separator.as_bytes());
     new_value.extend_from_slice(pair.as_bytes());
+    // Only a value that could be passed on before must still be afterwards
+    // (one already too long was set in-process and fails exec either way).
+    let env_string = |value: &[u8]| var.len() + 1 + value.len() + 1;
+    if env_string(value) <= MAX_ENV_STRING && env_string(&new_value) > MAX_ENV_STRING {
+        let message = format!(
+            "{var}={shown} is {} bytes: with {pair} appended, \"{var}=value\" would exceed the {MAX_ENV_STRING}-byte \
+             limit execve puts on one environment string, and every later exec of this process would fail: left alone",
+            value.len()
+        );
+        return Decision::new(Rule::Invalid, Action::Keep, Level::Warn, message);
+    }
     let mut message = format!("{var}={} (was {shown})", quote(&new_value, MESSAGE_LIMIT + pair.len() + 1));
     if let Err(error) = parse(value, Dialect::Strict, spec.keys) {
         message.push_str(&format!("; note: older torch_npu rejects this value already ({error})"));
@@ -364,6 +379,18 @@ mod tests {
         assert_eq!(decide(&SPEC, &kept).rule, Rule::InheritedKept);
         let garbage = Facts { marker: Some(b"zzz".to_vec()), ..facts(None) };
         assert_eq!(decide(&SPEC, &garbage).rule, Rule::Unset);
+    }
+
+    #[test]
+    fn appending_never_pushes_a_value_past_the_exec_limit() {
+        let pair = ",expandable_segments:True".len();
+        let room = MAX_ENV_STRING - "PYTORCH_NPU_ALLOC_CONF=".len() - 1 - pair;
+        let fits = [b"page_size:1g".to_vec(), vec![b' '; room - 12]].concat();
+        assert_eq!(decide(&SPEC, &Facts { specific: Some(fits.clone()), ..Facts::default() }).rule, Rule::Append);
+        let too_long = [fits, vec![b' ']].concat();
+        let d = decide(&SPEC, &Facts { specific: Some(too_long), ..Facts::default() });
+        assert_eq!((d.rule, d.level, d.action), (Rule::Invalid, Level::Warn, Action::Keep));
+        assert!(d.message.contains("execve"), "{}", d.message);
     }
 
     #[test]

@@ -73,7 +73,7 @@ fn number(text: &[u8]) -> Option<f64> {
 
 /// Checks a scalar value; returns the reason it is refused.
 pub fn check_scalar(rule: ValueRule, key: &str, text: &[u8]) -> Result<(), String> {
-    let shown = String::from_utf8_lossy(text);
+    let shown = super::quote::token(text);
     match rule {
         ValueRule::Bool => match text {
             b"True" | b"False" => Ok(()),

@@ -3,6 +3,7 @@
 //! up in the runtime's key table, values checked by the key's rule.
 
 use super::keys::{self, KeySpec, ValueRule};
+use super::quote::token;
 use super::tokenizer::{Dialect, Token, tokenize};
 
 /// One parsed `key:value` pair. `value` is the value text as tokens joined
@@ -73,7 +74,7 @@ impl Cursor<'_> {
     }
 
     fn lossy(&self, index: usize) -> Option<String> {
-        self.text(index).map(|t| String::from_utf8_lossy(t).into_owned())
+        self.text(index).map(token)
     }
 
     fn expect(&mut self, punct: u8) -> Result<(), ParseError> {
@@ -101,10 +102,7 @@ pub fn parse(input: &[u8], dialect: Dialect, table: &[KeySpec]) -> Result<Parsed
     while cursor.index < tokens.len() {
         let key_token = &tokens[cursor.index];
         let Some(spec) = keys::find(table, &key_token.text) else {
-            return Err(ParseError::UnknownKey {
-                key: String::from_utf8_lossy(&key_token.text).into_owned(),
-                offset: key_token.offset,
-            });
+            return Err(ParseError::UnknownKey { key: token(&key_token.text), offset: key_token.offset });
         };
         cursor.expect(b':')?;
         let value = match spec.rule {
@@ -141,8 +139,14 @@ fn parse_roundup_list(cursor: &mut Cursor<'_>, key: &str) -> Result<String, Pars
             }
             Some(b"]") => break,
             Some(interval) => {
+                // Digits only, as for the scalar form (no sign).
                 let is_power = |t: &[u8]| {
-                    std::str::from_utf8(t).ok().and_then(|s| s.parse::<u64>().ok()).is_some_and(u64::is_power_of_two)
+                    !t.is_empty()
+                        && t.iter().all(u8::is_ascii_digit)
+                        && std::str::from_utf8(t)
+                            .ok()
+                            .and_then(|s| s.parse::<u64>().ok())
+                            .is_some_and(u64::is_power_of_two)
                 };
                 if interval != b">" && !is_power(interval) {
                     return Err(invalid("For roundups, the intervals have to be power of 2"));
@@ -167,7 +171,7 @@ fn parse_roundup_list(cursor: &mut Cursor<'_>, key: &str) -> Result<String, Pars
                     other => {
                         return Err(ParseError::Expected {
                             expected: ',',
-                            found: other.map(|t| String::from_utf8_lossy(t).into_owned()),
+                            found: other.map(token),
                             offset: cursor.tokens.get(cursor.index + 1).map_or(usize::MAX, |t| t.offset),
                         });
                     }

@@ -10,6 +10,7 @@ mod locate;
 mod preload_env;
 mod report;
 mod run;
+mod whatif;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,8 @@ Exit status:
   report, diff
           0 done; 65 a file is not a recording, 66 no input, 73 an output
           cannot be written, 74 a read failed (see `report --help`)
+  whatif  0 done; 65 not a plain snapshot, 66 no input, 69 no torch_npu
+          environment, 70 a replay failed, 73 --html cannot be written
   64      the command line does not parse";
 
 /// Turns on expandable segments for torch_npu processes through LD_PRELOAD,
@@ -41,6 +44,7 @@ enum Command {
     Check(check::CheckArgs),
     Report(report::ReportArgs),
     Diff(report::DiffArgs),
+    Whatif(whatif::WhatifArgs),
 }
 
 /// Runs the CLI; returns the process exit status.
@@ -59,5 +63,6 @@ pub fn main() -> i32 {
         Command::Check(args) => check::check(args),
         Command::Report(args) => report::report(args),
         Command::Diff(args) => report::diff(args),
+        Command::Whatif(args) => whatif::whatif(args),
     }
 }

@@ -41,8 +41,22 @@ pub fn argv() -> Vec<Vec<u8>> {
     }
 }
 
-/// Number of threads in this process, `None` when it cannot be told.
+/// Number of threads in this process, `None` when it cannot be told. Under
+/// qemu-user (an aarch64 program run on x86_64 through binfmt_misc, as the
+/// aarch64 CI does) the emulator's own RCU thread is not counted: it is
+/// there from the start and never touches the program's environment.
 pub fn thread_count() -> Option<usize> {
     let entries = std::fs::read_dir("/proc/self/task").ok()?;
-    Some(entries.filter(Result::is_ok).count())
+    let count = entries.filter(Result::is_ok).count();
+    Some(if under_qemu_user() { count.saturating_sub(1).max(1) } else { count })
+}
+
+/// qemu-user answers `/proc/self/exe` with the emulated program, but the
+/// main thread's own entry still shows the emulator; natively both agree.
+fn under_qemu_user() -> bool {
+    let main_thread = format!("/proc/self/task/{}/exe", std::process::id());
+    match (std::fs::read_link("/proc/self/exe"), std::fs::read_link(main_thread)) {
+        (Ok(program), Ok(thread)) => program != thread,
+        _ => false,
+    }
 }

@@ -125,37 +125,88 @@ impl FileLock {
 }
 
 /// Runs a command with a time limit; kills it and fails the test on timeout.
+///
+/// In a cross test run under qemu-user (`cross_target()`), a child forked by
+/// the emulated, multithreaded test process can hang before it executes its
+/// program (an emulator bug, rare): when after `EMULATOR_FORK_GRACE` the child
+/// still runs this test program, it is killed and the command started again,
+/// once. A program that hangs after it started is never retried.
 pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
-    // Read both pipes while waiting: a child writing more than a pipe buffer
-    // (64 KiB) would otherwise block until the time limit.
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Output {
-                status,
-                stdout: stdout.join().expect("stdout reader"),
-                stderr: stderr.join().expect("stderr reader"),
-            };
+    let mut retried = false;
+    'spawn: loop {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        // Read both pipes while waiting: a child writing more than a pipe buffer
+        // (64 KiB) would otherwise block until the time limit.
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return Output {
+                    status,
+                    stdout: stdout.join().expect("stdout reader"),
+                    stderr: stderr.join().expect("stderr reader"),
+                };
+            }
+            if !retried
+                && start.elapsed() > EMULATOR_FORK_GRACE
+                && cross_target().is_some()
+                && never_executed(child.id())
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = (stdout.join(), stderr.join());
+                eprintln!("note: a forked child never started {command:?} (qemu-user); starting it again");
+                retried = true;
+                continue 'spawn;
+            }
+            if start.elapsed() > limit {
+                let state = child_state(child.id());
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "timed out after {limit:?}: {command:?}\nchild: {state}\nstdout: {}\nstderr: {}",
+                    String::from_utf8_lossy(&stdout.join().unwrap_or_default()),
+                    String::from_utf8_lossy(&stderr.join().unwrap_or_default())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "timed out after {limit:?}: {command:?}\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&stdout.join().unwrap_or_default()),
-                String::from_utf8_lossy(&stderr.join().unwrap_or_default())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// How long a child may take to execute its program under emulation.
+const EMULATOR_FORK_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether child `pid` still runs this test program: forked, never executed.
+fn never_executed(pid: u32) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let (Ok(cmdline), Ok(me)) = (std::fs::read(format!("/proc/{pid}/cmdline")), std::env::current_exe()) else {
+        return false;
+    };
+    let me = std::fs::canonicalize(&me).unwrap_or(me);
+    cmdline.split(|&b| b == 0).take(3).any(|arg| {
+        let arg = Path::new(std::ffi::OsStr::from_bytes(arg));
+        std::fs::canonicalize(arg).is_ok_and(|arg| arg == me)
+    })
+}
+
+/// A timed-out child's state, command line and wait channel, for the failure.
+fn child_state(pid: u32) -> String {
+    let read = |what: &str| std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default();
+    let stat = String::from_utf8_lossy(&read("stat")).into_owned();
+    let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).unwrap_or("?").to_owned();
+    let cmdline: Vec<u8> = read("cmdline").iter().take(300).map(|&b| if b == 0 { b' ' } else { b }).collect();
+    format!(
+        "state {state}, wchan {}, cmdline {}",
+        String::from_utf8_lossy(&read("wchan")),
+        String::from_utf8_lossy(&cmdline).trim_end()
+    )
 }
 
 /// Reads a child's pipe to its end on a thread of its own.

@@ -9,10 +9,10 @@ mod load;
 mod merge;
 mod progress;
 mod summary;
-mod svg;
+pub(crate) mod svg;
 mod text;
 mod trace_event;
-mod units;
+pub(crate) mod units;
 
 use clap::Args;
 use load::{DEFAULT_LIMIT_MIB, Kind, LoadError};

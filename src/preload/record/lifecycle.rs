@@ -3,18 +3,26 @@
 //! writes the final one; a fork child starts over with its own counters and
 //! its own file.
 
+use super::forklock::ForkLock;
 use super::timeline::Timeline;
 use super::{ACTIVE, TRACING, WRITE_ERRORS, callsites, cells, failures, live, output, pools, snapshot};
 use crate::allocconf::decide::Level;
+use crate::allocconf::quote::{MESSAGE_LIMIT, quote};
 use crate::preload::log;
-use parking_lot::Mutex;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// The timeline, also the lock that serialises writers (flusher, exit, C API).
-static STATE: Mutex<Timeline> = Mutex::new(Timeline::new());
+static STATE: ForkLock<Timeline> = ForkLock::new(Timeline::new());
 static TEMPLATE: OnceLock<Vec<u8>> = OnceLock::new();
+/// Whether the template names a directory, decided once at start: a link
+/// planted at the path later must not turn it into one.
+static TEMPLATE_IS_DIR: AtomicBool = AtomicBool::new(false);
+/// Set once the final recording is written: later periodic writes (from
+/// destructors that run after ours) must not replace it.
+static FINAL_WRITTEN: AtomicBool = AtomicBool::new(false);
 static FLUSH_MS: AtomicU64 = AtomicU64::new(0);
 static START_MONO_MS: AtomicU64 = AtomicU64::new(0);
 static START_UNIX_MS: AtomicU64 = AtomicU64::new(0);
@@ -84,9 +92,11 @@ pub fn register_lane(index: usize) {
 /// Turns recording on. Called once, from the constructor.
 pub fn start(template: Vec<u8>, flush_ms: u64) {
     mark_start();
+    let is_dir = output::names_directory(&template);
     if TEMPLATE.set(template).is_err() {
         return;
     }
+    TEMPLATE_IS_DIR.store(is_dir, Relaxed);
     FLUSH_MS.store(flush_ms, Relaxed);
     // SAFETY: registering plain extern "C" functions that live as long as the
     // process (the library is linked with -z nodelete); `key` is a valid
@@ -116,26 +126,70 @@ fn spawn_flusher() {
 fn flusher() {
     let flush_ms = FLUSH_MS.load(Relaxed);
     let mut next_flush = flush_ms;
+    let mut next_sample = 0;
     loop {
         let interval = STATE.lock().interval_ms;
-        std::thread::sleep(Duration::from_millis(interval));
+        // Wake for whichever comes first: the next sample or the next flush
+        // (the sampling interval grows in long runs; the flush interval not).
+        let now = elapsed_ms();
+        next_sample = next_sample.max(now).min(now + interval);
+        let wake = if flush_ms > 0 { next_sample.min(next_flush) } else { next_sample };
+        std::thread::sleep(Duration::from_millis(wake.saturating_sub(now).max(1)));
+        if FINAL_WRITTEN.load(Relaxed) {
+            return;
+        }
+        if only_thread_left() {
+            // The main thread ended with pthread_exit: glibc would end the
+            // process with exit(0) once the last thread is gone, which this
+            // thread would never be. Do it, running the exit handlers.
+            // SAFETY: exit from the process's last thread.
+            unsafe { libc::exit(0) };
+        }
         let mut state = STATE.lock();
         let now = elapsed_ms();
-        state.sample(now);
+        if now >= next_sample {
+            state.sample(now);
+            next_sample = now + state.interval_ms;
+        }
         if flush_ms > 0 && now >= next_flush {
             next_flush = now + flush_ms;
-            if ACTIVE.load(Relaxed) {
+            if ACTIVE.load(Relaxed) && !FINAL_WRITTEN.load(Relaxed) {
                 write_locked(&state, None, false);
             }
         }
     }
 }
 
+/// True when the process has no live thread but this one. After the main
+/// thread's pthread_exit it stays a zombie, still counted in /proc/self/stat,
+/// so the threads are looked at one by one, but only when that count is
+/// small (a busy process is not read through every interval).
+fn only_thread_left() -> bool {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return false };
+    // The command name (field 2) may hold spaces: count from its closing ')'.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let counted = after_name.split_whitespace().nth(17).and_then(|n| n.parse::<u32>().ok());
+    if counted != Some(2) {
+        return counted == Some(1);
+    }
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return false };
+    let live = tasks
+        .flatten()
+        .filter(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            !matches!(state, Some("Z" | "X") | None)
+        })
+        .count();
+    live == 1
+}
+
 /// Writes a snapshot while holding STATE. `path` overrides the template.
 fn write_locked(state: &Timeline, path: Option<&[u8]>, is_final: bool) -> bool {
     let Some(template) = path.or(TEMPLATE.get().map(Vec::as_slice)) else { return false };
     let recording = snapshot::build(state, is_final);
-    let target = output::expand(template, recording.pid, recording.started_unix_ms, &recording.hostname);
+    let is_dir = if path.is_some() { output::names_directory(template) } else { TEMPLATE_IS_DIR.load(Relaxed) };
+    let target = output::expand(template, is_dir, recording.pid, recording.started_unix_ms, &recording.hostname);
     let result = serde_json::to_vec_pretty(&recording).map_err(std::io::Error::other).and_then(|mut bytes| {
         bytes.push(b'\n');
         output::write_atomic(&target, &bytes, is_final)
@@ -145,7 +199,8 @@ fn write_locked(state: &Timeline, path: Option<&[u8]>, is_final: bool) -> bool {
         Err(error) => {
             WRITE_ERRORS.fetch_add(1, Relaxed);
             if !WRITE_WARNED.swap(true, Relaxed) {
-                log::emit(Level::Warn, &format!("cannot write the recording {}: {error}", target.display()));
+                let shown = quote(target.as_os_str().as_bytes(), MESSAGE_LIMIT);
+                log::emit(Level::Warn, &format!("cannot write the recording {shown}: {error}"));
             }
             false
         }
@@ -170,6 +225,7 @@ extern "C" fn at_exit() {
         let mut state = STATE.lock();
         state.sample(elapsed_ms());
         write_locked(&state, None, true);
+        FINAL_WRITTEN.store(true, Relaxed);
     };
     if std::panic::catch_unwind(run).is_err() {
         super::PANICS.fetch_add(1, Relaxed);
@@ -186,12 +242,11 @@ pub fn ensure_flusher() {
 
 // No writer may hold STATE across fork: the child would inherit it locked.
 extern "C" fn before_fork() {
-    std::mem::forget(STATE.lock());
+    STATE.hold();
 }
 
 extern "C" fn after_fork_parent() {
-    // SAFETY: locked by before_fork in this thread, whose guard was forgotten.
-    unsafe { STATE.force_unlock() };
+    STATE.unhold();
 }
 
 extern "C" fn after_fork_child() {
@@ -204,9 +259,9 @@ extern "C" fn after_fork_child() {
     callsites::reset();
     failures::reset();
     ACTIVE.store(false, Relaxed);
+    FINAL_WRITTEN.store(false, Relaxed);
     mark_start();
-    // SAFETY: locked by before_fork in this (the only) thread.
-    unsafe { STATE.force_unlock() };
+    STATE.reset();
     STATE.lock().reset();
     FLUSHER_WANTED.store(TRACING.load(Relaxed), Relaxed);
 }

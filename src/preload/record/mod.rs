@@ -5,6 +5,7 @@
 pub mod callsites;
 pub mod cells;
 pub mod failures;
+pub mod forklock;
 pub mod lifecycle;
 pub mod live;
 pub mod output;

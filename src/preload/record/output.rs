@@ -8,10 +8,16 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Whether a template names a directory: it ends in `/`, or it has no `%`
+/// escape and is an existing directory. Decided once, when recording starts.
+pub fn names_directory(template: &[u8]) -> bool {
+    template.ends_with(b"/") || (!template.contains(&b'%') && Path::new(std::ffi::OsStr::from_bytes(template)).is_dir())
+}
+
 /// Expands `%p` (pid), `%h` (host name), `%t` (load time, unix ms) and `%%`.
-/// A directory (existing, or written with a trailing `/`) gets the default
-/// file name `npu-alloc-shim.<pid>.json`.
-pub fn expand(template: &[u8], pid: u32, started_unix_ms: u64, hostname: &str) -> PathBuf {
+/// A directory (`is_dir`, see `names_directory`) gets the default file name
+/// `npu-alloc-shim.<pid>.json`.
+pub fn expand(template: &[u8], is_dir: bool, pid: u32, started_unix_ms: u64, hostname: &str) -> PathBuf {
     let mut out = Vec::with_capacity(template.len() + 16);
     let mut bytes = template.iter().copied().peekable();
     while let Some(byte) = bytes.next() {
@@ -31,7 +37,6 @@ pub fn expand(template: &[u8], pid: u32, started_unix_ms: u64, hostname: &str) -
         }
         bytes.next();
     }
-    let is_dir = out.ends_with(b"/") || Path::new(std::ffi::OsStr::from_bytes(&out)).is_dir();
     let mut path = PathBuf::from(std::ffi::OsStr::from_bytes(&out));
     if is_dir {
         path.push(format!("npu-alloc-shim.{pid}.json"));
@@ -45,19 +50,29 @@ static TEMP_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     let name = path.file_name().ok_or_else(|| std::io::Error::other("the trace path names no file"))?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let temp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        TEMP_SEQUENCE.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
+    // A temporary name nobody else uses; a stale one (left by a killed
+    // process whose pid came back) or a planted one is skipped, never reused.
+    let mut attempt = 0;
+    let (temp, mut file) = loop {
+        let temp = dir.join(format!(
+            ".{}.{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id(),
+            TEMP_SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        ));
+        let opened = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temp)?;
+            .open(&temp);
+        match opened {
+            Ok(file) => break (temp, file),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && attempt < 64 => attempt += 1,
+            Err(error) => return Err(error),
+        }
+    };
+    let result = (|| {
         file.write_all(bytes)?;
         if sync {
             file.sync_data()?;
@@ -77,15 +92,21 @@ mod tests {
 
     #[test]
     fn expands_every_escape() {
-        let path = expand(b"/x/t.%p.%h.%t.%%.%q.json", 42, 7, "node1");
+        let path = expand(b"/x/t.%p.%h.%t.%%.%q.json", false, 42, 7, "node1");
         assert_eq!(path, PathBuf::from("/x/t.42.node1.7.%.%q.json"));
     }
 
     #[test]
     fn directories_get_a_file_name() {
-        assert_eq!(expand(b"/nonexistent/dir/", 5, 0, "h"), PathBuf::from("/nonexistent/dir/npu-alloc-shim.5.json"));
+        assert!(names_directory(b"/nonexistent/dir/"));
+        assert_eq!(
+            expand(b"/nonexistent/dir/", true, 5, 0, "h"),
+            PathBuf::from("/nonexistent/dir/npu-alloc-shim.5.json")
+        );
         let dir = std::env::temp_dir();
-        assert_eq!(expand(dir.as_os_str().as_bytes(), 5, 0, "h"), dir.join("npu-alloc-shim.5.json"));
+        assert!(names_directory(dir.as_os_str().as_bytes()));
+        assert!(!names_directory(b"/nonexistent/file.json"));
+        assert_eq!(expand(dir.as_os_str().as_bytes(), true, 5, 0, "h"), dir.join("npu-alloc-shim.5.json"));
     }
 
     #[test]

@@ -1,0 +1,174 @@
+//! Valgrind and sanitizers on the C programs with the library preloaded
+//! (issue 7). Valgrind's memcheck sees the library's own code and memory:
+//! invalid reads and writes, uses of uninitialised values, definite leaks
+//! (what the library keeps for the process's lifetime is "still reachable",
+//! which is allowed). AddressSanitizer, UndefinedBehaviorSanitizer and
+//! ThreadSanitizer instrument the C programs; the library runs inside them,
+//! its allocations go through ASan's allocator, its threads through TSan's.
+//!
+//! A tool that is not installed is skipped with a message (Debian packages:
+//! valgrind; libasan and libubsan come with gcc, libtsan too).
+
+mod reliability_common;
+mod support;
+
+use reliability_common::{self as common};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Programs and arguments that exercise the library: threads, fork, exec,
+/// vfork, posix_spawn, exit from a thread, the C API, runtime errors.
+fn scenarios(workload: &Path, shapes: &Path, load: &Path, with_fork: bool) -> Vec<(PathBuf, Vec<String>)> {
+    let s = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let plugin = common::plugin().display().to_string();
+    let mut out = vec![
+        (workload.to_path_buf(), s(&["--threads", "4", "--iters", "6", "--vmm", "--host", "--oom", "--leak", "2"])),
+        (workload.to_path_buf(), s(&["--bind", "handle", "--threads", "2", "--iters", "4", "--vmm", "--host"])),
+        (load.to_path_buf(), s(&["4", "20000", "0", &plugin])),
+        (shapes.to_path_buf(), s(&["thread-exit"])),
+        (shapes.to_path_buf(), s(&["vfork-exec"])),
+        (shapes.to_path_buf(), s(&["spawn"])),
+        (shapes.to_path_buf(), s(&["chain", "2"])),
+        (shapes.to_path_buf(), s(&["dump-after", "2", "60", "/nonexistent-npu-alloc-shim/d.json"])),
+    ];
+    if with_fork {
+        out.push((
+            workload.to_path_buf(),
+            s(&["--threads", "2", "--iters", "6", "--fork", "--vmm", "--host", "--oom"]),
+        ));
+        out.push((shapes.to_path_buf(), s(&["fork"])));
+        out.push((shapes.to_path_buf(), s(&["faults"])));
+    }
+    out
+}
+
+/// Runs each scenario under `wrap` (which sets up the trace, usually with
+/// 20 ms writes so the flush thread works all along); every process must
+/// exit 0 and write a recording.
+fn run_all(tool: &str, scenarios: &[(PathBuf, Vec<String>)], wrap: impl Fn(&Path, &[String], &Path) -> Command) {
+    let start = std::time::Instant::now();
+    for (program, args) in scenarios {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = wrap(program, args, &dir.path().join("t.%p.json"));
+        let output =
+            common::run_group(&mut command, Duration::from_secs(120)).unwrap_or_else(|e| panic!("{tool}: {e}"));
+        assert!(
+            output.status.success(),
+            "{tool}: {} {args:?}: {}\n{}",
+            program.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!common::listing(dir.path()).is_empty(), "{tool}: {args:?} wrote no recording");
+    }
+    common::figure(format!("{tool}: {} scenarios clean, {:.1} s", scenarios.len(), start.elapsed().as_secs_f64()));
+}
+
+fn has(program: &str) -> bool {
+    Command::new(program).arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn valgrind_memcheck_finds_nothing() {
+    if !has("valgrind") {
+        println!("skipped: valgrind is not installed (Debian: apt-get install valgrind)");
+        return;
+    }
+    let suppressions = support::repo().join("tests/fixtures/reliability.supp");
+    let list = scenarios(&common::workload(), &common::shapes(), &common::load(), true);
+    run_all("valgrind", &list, |program, args, trace| {
+        let mut command = common::traced(Path::new("valgrind"), trace, 20);
+        command
+            .args(["-q", "--error-exitcode=99", "--trace-children=yes", "--leak-check=full"])
+            .args(["--errors-for-leak-kinds=definite", "--show-leak-kinds=definite"])
+            .arg(format!("--suppressions={}", suppressions.display()))
+            .arg(program)
+            .args(args);
+        command
+    });
+}
+
+/// A C fixture built with a sanitizer; `None` when the compiler cannot.
+fn sanitized(out: &str, source: &str, sanitizer: &str, extra: &[&str]) -> Option<PathBuf> {
+    common::fake_runtime();
+    let dir = support::fixture_dir().display().to_string();
+    let include = format!("-I{}", support::repo().join("tests/fake_runtime").display());
+    let (link, rpath) = (format!("-L{dir}"), format!("-Wl,-rpath,{dir}"));
+    let mut args =
+        vec![sanitizer, "-fno-omit-frame-pointer", &include, &link, "-lascendcl", &rpath, "-ldl", "-pthread"];
+    args.extend_from_slice(extra);
+    let built = std::panic::catch_unwind(|| common::build(out, &[source], &["tests/fake_runtime/fake_acl.h"], &args));
+    built.ok()
+}
+
+/// The sanitizer runtime that must come first in LD_PRELOAD.
+fn runtime_of(name: &str) -> Option<PathBuf> {
+    let output = Command::new("cc").arg(format!("-print-file-name={name}")).output().ok()?;
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    path.is_absolute().then_some(path)
+}
+
+fn preload_after(runtime: &Path) -> String {
+    format!("{} {}", runtime.display(), support::library().display())
+}
+
+#[test]
+fn address_and_undefined_behaviour_sanitizers_find_nothing() {
+    let flags = "-fsanitize=address,undefined";
+    let ubsan_strict = "-fno-sanitize-recover=undefined";
+    let (Some(runtime), Some(workload), Some(shapes), Some(load)) = (
+        runtime_of("libasan.so"),
+        sanitized(
+            "reliability_asan_workload",
+            "tests/fixtures/acl_workload.c",
+            flags,
+            &[ubsan_strict, "-DWORKLOAD_LINKED"],
+        ),
+        sanitized("reliability_asan_shapes", "tests/fixtures/reliability_shapes.c", flags, &[ubsan_strict]),
+        sanitized("reliability_asan_load", "tests/fixtures/reliability_load.c", flags, &[ubsan_strict, "-lm"]),
+    ) else {
+        println!("skipped: cc cannot build with -fsanitize=address,undefined (Debian: gcc's libasan, libubsan)");
+        return;
+    };
+    let preload = preload_after(&runtime);
+    // No fork here: gcc 12's ASan allocator is not fork-safe (glibc's malloc
+    // is). A child forked while another thread is inside malloc (the
+    // library's flush thread starting up or writing) inherits ASan's
+    // allocator lock held and hangs, whatever the library does. Valgrind
+    // runs the fork scenarios.
+    let list = scenarios(&workload, &shapes, &load, false);
+    run_all("asan+ubsan", &list, |program, args, trace| {
+        let mut command = common::traced(program, trace, 20);
+        command.args(args).env("LD_PRELOAD", &preload).env("ASAN_OPTIONS", "detect_leaks=1");
+        command
+    });
+}
+
+#[test]
+fn thread_sanitizer_finds_nothing() {
+    let (Some(runtime), Some(workload), Some(load)) = (
+        runtime_of("libtsan.so"),
+        sanitized(
+            "reliability_tsan_workload",
+            "tests/fixtures/acl_workload.c",
+            "-fsanitize=thread",
+            &["-DWORKLOAD_LINKED"],
+        ),
+        sanitized("reliability_tsan_load", "tests/fixtures/reliability_load.c", "-fsanitize=thread", &["-lm"]),
+    ) else {
+        println!("skipped: cc cannot build with -fsanitize=thread (Debian: gcc's libtsan)");
+        return;
+    };
+    let preload = preload_after(&runtime);
+    let plugin = common::plugin().display().to_string();
+    let list = vec![
+        (workload, ["--threads", "4", "--iters", "6", "--vmm", "--host", "--oom"].map(String::from).to_vec()),
+        (load, vec!["4".into(), "20000".into(), "0".into(), plugin]),
+    ];
+    run_all("tsan", &list, |program, args, trace| {
+        let mut command = common::traced(program, trace, 20);
+        command.args(args).env("LD_PRELOAD", &preload).env("TSAN_OPTIONS", "halt_on_error=1:exitcode=66");
+        command
+    });
+}
