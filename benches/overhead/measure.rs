@@ -94,8 +94,15 @@ fn client_command(client: &Path, mode: Mode, trace_dir: &Path) -> Command {
     command
 }
 
+/// Runs a measured process and reads its JSON line. The time limit is
+/// coreutils' `timeout`, and this process waits blocked: a parent polling
+/// every few milliseconds (support::run_with_timeout) takes a core from the
+/// threads being measured on a 2-core machine and skews multi-thread figures.
 fn json_of(command: &mut Command) -> Value {
-    let output = support::run_with_timeout(command, Duration::from_secs(300));
+    let mut limited = Command::new("timeout");
+    limited.arg("300").arg(command.get_program()).args(command.get_args());
+    limited.env_clear().envs(command.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let output = limited.stdin(std::process::Stdio::null()).output().expect("run timeout");
     assert!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{command:?}: {e}"))
 }
