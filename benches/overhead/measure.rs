@@ -189,7 +189,16 @@ fn start_time(program: &str, args: &[&str], preload: bool, runs: usize) -> f64 {
 }
 
 pub fn process_start(settings: Settings) -> Vec<Row> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    // The interpreter itself: `python3` on PATH may be a wrapper script
+    // (pyenv's shim starts several processes), which is not what is measured.
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| {
+        let output = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output();
+        output
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "python3".into())
+    });
     let cases: [(&str, &[&str], &str, f64); 3] = [
         ("/bin/true", &[], "/bin/true", 1.10),
         ("/bin/sh", &["-c", ":"], "/bin/sh -c :", 1.10),
