@@ -19,6 +19,8 @@ pub struct Settings {
     pub live_counts: &'static [u64],
     /// Bytes of recordings `report` reads in the throughput measurement.
     pub report_bytes: u64,
+    /// Run examples/before_after.sh (real torch_npu, when its venv exists).
+    pub payoff: bool,
 }
 
 impl Settings {
@@ -30,6 +32,7 @@ impl Settings {
         start_runs: 200,
         live_counts: &[100_000, 1_000_000],
         report_bytes: 1 << 30,
+        payoff: true,
     };
     #[allow(dead_code)] // used by tests/bench_smoke.rs
     pub const QUICK: Settings = Settings {
@@ -39,6 +42,7 @@ impl Settings {
         start_runs: 3,
         live_counts: &[1_000],
         report_bytes: 1 << 20,
+        payoff: false,
     };
 }
 
@@ -308,6 +312,32 @@ fn report_throughput(recording: &Path, total: u64, dir: &Path) -> Row {
     }
 }
 
+/// The payoff on the real torch_npu allocator: peak reserved memory of the
+/// multimodal workload on an unconstrained simulated NPU, without and with
+/// the library (examples/before_after.sh). Skipped without the venv.
+pub fn payoff() -> Option<Row> {
+    let venv = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/npu-alloc-shim/venv-2.10"))?;
+    if !venv.exists() {
+        eprintln!("payoff skipped: no torch_npu venv (scripts/torch-npu-venv.sh 2.10)");
+        return None;
+    }
+    let output = Command::new(support::repo().join("examples/before_after.sh")).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let peaks: Vec<f64> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("on an unconstrained"))
+        .filter_map(|l| l.split("peak reserved ").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    let [without, with] = peaks[..] else { return None };
+    Some(Row {
+        what: "payoff: peak reserved of the multimodal workload, real torch_npu 2.10, 64 GiB simulated NPU".into(),
+        without,
+        with,
+        unit: "GiB",
+        goal: format!("without / with: {:.3}", without / with),
+    })
+}
+
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from("| measurement | without | with | ratio | goal |\n|---|---:|---:|---:|---|\n");
     for row in rows {
@@ -328,6 +358,9 @@ pub fn run_all(settings: Settings) -> Vec<Row> {
     rows.extend(process_start(settings));
     rows.extend(memory(settings, &dir));
     rows.extend(recording(settings, &dir));
+    if settings.payoff {
+        rows.extend(payoff());
+    }
     let _ = std::fs::remove_dir_all(&dir);
     rows
 }
