@@ -275,6 +275,40 @@ fn recording_matches_runtime_through_oom(line: &Line) {
     assert_recording_matches(&recording(&trace), &run.stats);
 }
 
+/// Issue 6 on the real allocator: the two recordings of the same workload,
+/// without the library's change (normalization off, recording on) and with
+/// it, show the out-of-memory and its absence in `report` and `diff`.
+fn report_and_diff_show_the_oom_and_its_absence(line: &Line) {
+    let dir = scratch(line, "report");
+    let mut traced = |tag: &str, normalize: bool| {
+        let mut command = python(line, true, &dir, tag);
+        command.env("NPU_ALLOC_SHIM_TRACE", dir.join(format!("{tag}.json")));
+        if !normalize {
+            command.env("NPU_ALLOC_SHIM_NORMALIZE", "0");
+        }
+        run_workload(command, &dir, tag, &[])
+    };
+    assert_eq!(traced("before", false).status, Some(EXIT_OOM));
+    assert_eq!(traced("after", true).status, Some(0));
+    let cli = |args: &[&std::ffi::OsStr]| {
+        let output = support::run_with_timeout(support::clean_command(support::cli()).args(args), LIMIT);
+        assert!(output.status.success(), "{args:?}: {}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    let (before, after) = (dir.join("before.json"), dir.join("after.json"));
+    let html = dir.join("report.html");
+    let report_before = cli(&["report".as_ref(), before.as_ref(), "--html".as_ref(), html.as_ref()]);
+    assert!(report_before.contains("[out-of-memory]"), "{report_before}");
+    assert!(std::fs::read_to_string(&html).expect("html").contains("<svg"));
+    // With expandable segments torch_npu still meets a failed physical
+    // allocation or two, frees cached granules and retries: it completes.
+    let report_after = cli(&["report".as_ref(), after.as_ref()]);
+    assert!(report_after.contains("mapped segments 1 of 1"), "{report_after}");
+    let diff = cli(&["diff".as_ref(), before.as_ref(), after.as_ref()]);
+    assert!(diff.contains("expandable segments in effect (mapped memory) in 0 of 1 -> 1 of 1"), "{diff}");
+    assert!(diff.contains("failures"), "{diff}");
+}
+
 /// (c) A configuration the library must not touch, and a sleep-mode command
 /// line: with the library the allocator does exactly what it does without.
 fn assert_same_with_and_without(line: &Line, test: &str, conf: Option<&str>, args: &[&str]) {
@@ -405,4 +439,5 @@ on_both_lines!(
     conflicting_config_left_alone,
     sleep_mode_left_alone,
     refused_values_left_alone,
+    report_and_diff_show_the_oom_and_its_absence,
 );
