@@ -280,7 +280,7 @@ fn recording_matches_runtime_through_oom(line: &Line) {
 /// it, show the out-of-memory and its absence in `report` and `diff`.
 fn report_and_diff_show_the_oom_and_its_absence(line: &Line) {
     let dir = scratch(line, "report");
-    let mut traced = |tag: &str, normalize: bool| {
+    let traced = |tag: &str, normalize: bool| {
         let mut command = python(line, true, &dir, tag);
         command.env("NPU_ALLOC_SHIM_TRACE", dir.join(format!("{tag}.json")));
         if !normalize {
