@@ -53,7 +53,7 @@ pub fn thread_count() -> Option<usize> {
 
 /// qemu-user answers `/proc/self/exe` with the emulated program, but the
 /// main thread's own entry still shows the emulator; natively both agree.
-fn under_qemu_user() -> bool {
+pub fn under_qemu_user() -> bool {
     let main_thread = format!("/proc/self/task/{}/exe", std::process::id());
     match (std::fs::read_link("/proc/self/exe"), std::fs::read_link(main_thread)) {
         (Ok(program), Ok(thread)) => program != thread,
