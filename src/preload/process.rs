@@ -53,10 +53,15 @@ pub fn thread_count() -> Option<usize> {
 
 /// qemu-user answers `/proc/self/exe` with the emulated program, but the
 /// main thread's own entry still shows the emulator; natively both agree.
+/// Asked once: it cannot change, and the flush thread asks again and again
+/// (also after the main thread ended, when its entry can no longer be read).
 pub fn under_qemu_user() -> bool {
-    let main_thread = format!("/proc/self/task/{}/exe", std::process::id());
-    match (std::fs::read_link("/proc/self/exe"), std::fs::read_link(main_thread)) {
-        (Ok(program), Ok(thread)) => program != thread,
-        _ => false,
-    }
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        let main_thread = format!("/proc/self/task/{}/exe", std::process::id());
+        match (std::fs::read_link("/proc/self/exe"), std::fs::read_link(main_thread)) {
+            (Ok(program), Ok(thread)) => program != thread,
+            _ => false,
+        }
+    })
 }
