@@ -1,6 +1,6 @@
 //! Call sites (return addresses of allocation calls), interned lock-free in a
-//! fixed table. Libraries are named only when a snapshot is taken: `dladdr`
-//! takes the loader lock and has no place on the hot path.
+//! fixed table. Libraries are named only when a snapshot is taken (`objects`):
+//! asking the loader takes its lock and has no place on the hot path.
 
 use super::CALLSITES;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -8,6 +8,7 @@ pub mod failures;
 pub mod forklock;
 pub mod lifecycle;
 pub mod live;
+pub mod objects;
 pub mod output;
 pub mod pools;
 pub mod snapshot;

@@ -1,14 +1,13 @@
 //! Builds a `Recording` from the recorder's state. Runs off the hot path
-//! (flusher thread, exit, C API), so it may allocate and call `dladdr`.
+//! (flusher thread, exit, C API), so it may allocate and ask the loader.
 
 use super::cells::{self, Stripe};
 use super::timeline::Timeline;
-use super::{CALLSITES, DEVICE, HOST, MAX_DEVICES, OTHER_DEVICE_SLOT, callsites, failures, pools};
+use super::{CALLSITES, DEVICE, HOST, MAX_DEVICES, OTHER_DEVICE_SLOT, callsites, failures, objects, pools};
 use crate::format::{self, ApiCounters, Caller, Counters, Device, Failure, Recording, histogram};
 use crate::preload::init;
 use crate::runtime::{self, ApiClass};
 use std::collections::BTreeMap;
-use std::ffi::CStr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 fn api_counters(index: usize) -> ApiCounters {
@@ -79,34 +78,18 @@ fn devices() -> Vec<Device> {
         .collect()
 }
 
-/// The file name of the object containing `address`.
-fn library_of(address: usize) -> String {
-    // SAFETY: dladdr only reads loader data; `info` is a valid out-parameter.
-    unsafe {
-        let mut info: libc::Dl_info = std::mem::zeroed();
-        if address != 0 && libc::dladdr(address as *const _, &mut info) != 0 && !info.dli_fname.is_null() {
-            let name = CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned();
-            // The main program is named as it was invoked (maybe relative).
-            return std::fs::canonicalize(&name).map_or(name, |p| p.to_string_lossy().into_owned());
-        }
-    }
-    "(unknown)".to_owned()
-}
-
 fn callers() -> Vec<Caller> {
+    let slots: Vec<usize> = (0..CALLSITES).filter(|&slot| cells::sum(|s: &Stripe| &s.site_calls[slot]) > 0).collect();
+    let addresses: Vec<usize> = slots
+        .iter()
+        .map(|&slot| if slot == callsites::OVERFLOW { 0 } else { callsites::ADDRESSES[slot].load(Acquire) })
+        .collect();
+    let libraries = objects::names_of(&addresses);
     let mut by_library: BTreeMap<String, Caller> = BTreeMap::new();
-    for slot in 0..CALLSITES {
-        let calls = cells::sum(|s: &Stripe| &s.site_calls[slot]);
-        if calls == 0 {
-            continue;
-        }
-        let library = if slot == callsites::OVERFLOW {
-            "(other call sites)".to_owned()
-        } else {
-            library_of(callsites::ADDRESSES[slot].load(Acquire))
-        };
+    for (&slot, library) in slots.iter().zip(libraries) {
+        let library = if slot == callsites::OVERFLOW { "(other call sites)".to_owned() } else { library };
         let entry = by_library.entry(library.clone()).or_insert_with(|| Caller { library, ..Caller::default() });
-        entry.calls += calls;
+        entry.calls += cells::sum(|s: &Stripe| &s.site_calls[slot]);
         entry.failures += cells::sum(|s: &Stripe| &s.site_failures[slot]);
         entry.bytes += cells::sum(|s: &Stripe| &s.site_bytes[slot]);
     }
