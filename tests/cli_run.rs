@@ -1,6 +1,7 @@
 //! `npu-alloc-shim run`: finding the library, composing LD_PRELOAD, the trace
 //! destination, and passing the program's exit status and signals through.
 
+mod probes;
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
@@ -70,6 +71,13 @@ fn the_library_next_to_the_binary_is_preloaded_and_normalizes() {
     assert_eq!(stdout(&out), canonical_library().to_string_lossy());
     let out = print_var(cli().arg("run"), "PYTORCH_NPU_ALLOC_CONF");
     assert_eq!(stdout(&out), "expandable_segments:True");
+    assert_eq!(stderr(&out), "", "a shell never uses the runtime: nothing is said");
+    // A program that looks up the runtime hears what was decided, once.
+    let lookup =
+        "import ctypes, os; hasattr(ctypes.CDLL(None), 'aclrtMalloc'); print(os.environ['PYTORCH_NPU_ALLOC_CONF'])";
+    let out = run(cli().args(["run", "--"]).arg(probes::python()).args(["-c", lookup]));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "expandable_segments:True\n");
     assert_eq!(stderr(&out), "npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=expandable_segments:True (was unset)\n");
 }
 

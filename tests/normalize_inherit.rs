@@ -54,10 +54,16 @@ fn run_chain(name: &str, mut command: Command, env: &[(&str, &str)]) -> Seen {
     seen
 }
 
+/// Whether the first process of a chain uses the runtime (and so speaks).
+fn parent_speaks(chain: &str) -> bool {
+    chain != "sh>c"
+}
+
 #[test]
-fn children_of_a_normalized_process_see_it_applied_with_no_message() {
+fn children_of_a_normalized_process_see_it_applied_and_say_so_where_they_use_the_runtime() {
     for (value, want) in [(None, PAIR.to_owned()), (Some("page_size:1g"), format!("page_size:1g,{PAIR}"))] {
         let env: Vec<(&str, &str)> = value.map(|v| (SPECIFIC, v)).into_iter().collect();
+        let inherited = format!("npu-alloc-shim: {SPECIFIC}=\"{want}\" (already applied by npu-alloc-shim)");
         for (name, command) in chains(&[]) {
             let seen = run_chain(name, command, &env);
             let (parent, child) = (&seen.views[0], &seen.views[1]);
@@ -67,17 +73,22 @@ fn children_of_a_normalized_process_see_it_applied_with_no_message() {
                 parent.marker.as_ref().is_some_and(|m| m.starts_with(b"set:PYTORCH_NPU_ALLOC_CONF:")),
                 "{name}: {seen:?}"
             );
-            assert_eq!(seen.lines().len(), 1, "{name}: only the parent speaks: {seen:?}");
+            // Each process that uses the runtime says one line: the parent
+            // what it did, the child what it inherited.
+            let lines = seen.lines();
+            assert_eq!(lines.len(), 1 + usize::from(parent_speaks(name)), "{name}: {seen:?}");
+            if parent_speaks(name) {
+                assert!(lines[0].contains("(was "), "{name}: {seen:?}");
+            }
+            assert_eq!(lines.last().copied(), Some(&*inherited), "{name}: {seen:?}");
         }
     }
-    // At debug the child says why it does nothing.
+    // At debug every process says it at load, the shell too.
+    let inherited = format!("npu-alloc-shim: {SPECIFIC}=\"{PAIR}\" (already applied by npu-alloc-shim)");
     for (name, command) in chains(&[]) {
         let seen = run_chain(name, command, &[("NPU_ALLOC_SHIM_LOG", "debug")]);
-        assert_eq!(
-            seen.lines().last().copied(),
-            Some("npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF already applied"),
-            "{name}: {seen:?}"
-        );
+        assert_eq!(seen.lines().len(), 2, "{name}: {seen:?}");
+        assert_eq!(seen.lines().last().copied(), Some(&*inherited), "{name}: {seen:?}");
     }
 }
 
@@ -93,8 +104,15 @@ fn a_child_of_a_sleep_mode_parent_leaves_the_value_alone_without_the_flag() {
                     assert_eq!(view.marker.as_deref(), Some(&b"kept"[..]), "{name}");
                 }
                 let lines = seen.lines();
-                assert_eq!(lines.len(), 1, "{name}: {seen:?}");
-                assert!(lines[0].contains("pools device memory itself"), "{lines:?}");
+                assert_eq!(lines.len(), 1 + usize::from(parent_speaks(name)), "{name}: {seen:?}");
+                if parent_speaks(name) {
+                    assert!(lines[0].contains("pools device memory itself"), "{lines:?}");
+                }
+                assert_eq!(
+                    lines.last().copied(),
+                    Some("npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF left alone: a parent process decided so"),
+                    "{name}: {seen:?}"
+                );
             }
         }
     }
@@ -109,7 +127,11 @@ fn a_value_removed_by_python_is_not_put_back_in_its_children() {
             (format!("os.environ[{SPECIFIC:?}] = 'page_size:1g'"), Some("page_size:1g")),
             (format!("os.environ[{SPECIFIC:?}] = ''"), Some("")),
         ] {
-            let script = format!("import os, subprocess\n{edit}\nsubprocess.run({child:?}, check=True)\n");
+            // The parent looks up the runtime (so it speaks) after the edit.
+            let script = format!(
+                "import ctypes, os, subprocess\n{edit}\nhasattr(ctypes.CDLL(None), 'aclrtMalloc')\n\
+                 subprocess.run({child:?}, check=True)\n"
+            );
             let mut command = support::preloaded(probes::python());
             command.args(["-c", &script]);
             let seen = probes::run(&mut command);

@@ -1,6 +1,7 @@
 //! Rules 4 to 9 of the normalization, checked in real processes with the
 //! built library preloaded: CPython (`os.environ`), `/bin/sh` and a C program
-//! calling `getenv` must all see the same result.
+//! calling `getenv` must all see the same result. The message is said by the
+//! two that then look up the runtime; the shell stays silent.
 
 mod probes;
 mod support;
@@ -56,7 +57,8 @@ fn check(cases: &[Case]) {
             assert_eq!(view.specific.as_deref(), case.want_specific, "{what}");
             assert_eq!(view.generic.as_deref(), case.want_generic, "{what}");
             check_marker(case, view.marker.as_deref(), &what);
-            check_log(case.log, &seen, &what);
+            // The library speaks only in processes that use the runtime.
+            check_log(if probe.uses_runtime() { case.log } else { Log::Silent }, &seen, &what);
         }
     }
 }

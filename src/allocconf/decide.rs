@@ -147,6 +147,12 @@ pub fn decide(spec: &RuntimeSpec, facts: &Facts) -> Decision {
     if let Some(decision) = follow_parent(spec, facts) {
         return decision;
     }
+    decide_variables(spec, facts)
+}
+
+/// Rules 4 to 9: what the values of the allocator variables call for.
+fn decide_variables(spec: &RuntimeSpec, facts: &Facts) -> Decision {
+    use Action::Keep;
     match (&facts.specific, &facts.generic) {
         (Some(_), Some(_)) => {
             let message = format!(
@@ -161,16 +167,22 @@ pub fn decide(spec: &RuntimeSpec, facts: &Facts) -> Decision {
     }
 }
 
-/// Rule 3: children follow the decision their parent recorded.
+/// Rule 3: children follow the decision their parent recorded. A child says
+/// what it inherited at the level the parent would have (the library speaks
+/// only in processes that use the runtime, which are often the children).
 fn follow_parent(spec: &RuntimeSpec, facts: &Facts) -> Option<Decision> {
     let marker = Marker::parse(facts.marker.as_deref()?)?;
     let decision = match marker {
-        Marker::Kept => Decision::new(
-            Rule::InheritedKept,
-            Action::Nothing,
-            Level::Debug,
-            format!("{} left alone: a parent process decided so", spec.conf_var),
-        ),
+        Marker::Kept => {
+            // A value-based keep (conflict, unparsable, ...) is said as the
+            // parent said it; otherwise the parent's command line decided.
+            let own = decide_variables(spec, facts);
+            let (level, message) = match own.action {
+                Action::Keep => (own.level, own.message),
+                _ => (Level::Info, format!("{} left alone: a parent process decided so", spec.conf_var)),
+            };
+            Decision::new(Rule::InheritedKept, Action::Nothing, level, message)
+        }
         Marker::Set { var, hash } => {
             let current = if var == spec.conf_var {
                 facts.specific.as_deref()
@@ -179,11 +191,15 @@ fn follow_parent(spec: &RuntimeSpec, facts: &Facts) -> Option<Decision> {
             } else {
                 return None;
             };
-            if current.map(fingerprint) == Some(hash) {
-                Decision::new(Rule::InheritedApplied, Action::Nothing, Level::Debug, format!("{var} already applied"))
-            } else {
-                let message = format!("{var} was changed after a parent process set it: left as changed");
-                Decision::new(Rule::InheritedChanged, Action::Nothing, Level::Debug, message)
+            match current {
+                Some(value) if fingerprint(value) == hash => {
+                    let message = format!("{var}={} (already applied by npu-alloc-shim)", quote(value, MESSAGE_LIMIT));
+                    Decision::new(Rule::InheritedApplied, Action::Nothing, Level::Info, message)
+                }
+                _ => {
+                    let message = format!("{var} was changed after a parent process set it: left as changed");
+                    Decision::new(Rule::InheritedChanged, Action::Nothing, Level::Debug, message)
+                }
             }
         }
     };
@@ -379,6 +395,29 @@ mod tests {
         assert_eq!(decide(&SPEC, &kept).rule, Rule::InheritedKept);
         let garbage = Facts { marker: Some(b"zzz".to_vec()), ..facts(None) };
         assert_eq!(decide(&SPEC, &garbage).rule, Rule::Unset);
+    }
+
+    #[test]
+    fn children_say_what_they_inherited() {
+        let applied = decide(&SPEC, &facts(None));
+        let marker = applied.marker().unwrap().render().into_bytes();
+        let same = decide(&SPEC, &Facts { marker: Some(marker.clone()), ..facts(Some("expandable_segments:True")) });
+        assert_eq!(
+            (same.level, same.message.as_str()),
+            (Level::Info, "PYTORCH_NPU_ALLOC_CONF=\"expandable_segments:True\" (already applied by npu-alloc-shim)")
+        );
+        let removed = decide(&SPEC, &Facts { marker: Some(marker), ..facts(None) });
+        assert_eq!(removed.level, Level::Debug);
+        // A conflict kept by the parent is the same warning in the child.
+        let conflict = facts(Some("max_split_size_mb:256"));
+        let parent = decide(&SPEC, &conflict);
+        let child = decide(&SPEC, &Facts { marker: Some(b"kept".to_vec()), ..conflict });
+        assert_eq!((child.rule, child.action, child.level), (Rule::InheritedKept, Action::Nothing, Level::Warn));
+        assert_eq!(child.message, parent.message);
+        // Kept for a reason of the parent's command line.
+        let child = decide(&SPEC, &Facts { marker: Some(b"kept".to_vec()), ..facts(None) });
+        assert_eq!(child.level, Level::Info);
+        assert!(child.message.contains("a parent process decided so"), "{}", child.message);
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn load() {
 fn apply(decision: &Decision) -> bool {
     let marker = decision.marker();
     if marker.is_none() || decision.rule == Rule::Secure {
-        log::emit(decision.level, &decision.message);
+        log::hold(decision.level, &decision.message);
         return false;
     }
     // setenv is not thread-safe: only a process with one thread may change its
@@ -98,6 +98,7 @@ fn apply(decision: &Decision) -> bool {
             let why = count.map_or_else(|| "the thread count is unknown".to_owned(), |n| format!("{n} threads run"));
             let message =
                 format!("not changing the environment: {why} (loaded late?); would have: {}", decision.message);
+            // Said at once: a library loaded late was loaded on purpose.
             log::emit(Level::Warn, &message);
             return false;
         }
@@ -105,14 +106,14 @@ fn apply(decision: &Decision) -> bool {
     if let Action::Set { var, value } = &decision.action
         && let Err(error) = process::setenv(var, value)
     {
-        log::emit(Level::Warn, &format!("{error}; left unchanged"));
+        log::hold(Level::Warn, &format!("{error}; left unchanged"));
         return false;
     }
     if let Some(marker) = marker
         && let Err(error) = process::setenv(MARKER_VAR, marker.render().as_bytes())
     {
-        log::emit(Level::Warn, &error);
+        log::hold(Level::Warn, &error);
     }
-    log::emit(decision.level, &decision.message);
+    log::hold(decision.level, &decision.message);
     matches!(decision.action, Action::Set { .. })
 }

@@ -35,7 +35,7 @@ fn flag(name: &str) -> Option<bool> {
     let value = getenv(name)?;
     let parsed = parse_switch(&value);
     if parsed.is_none() {
-        log::emit(Level::Warn, &format!("{name}: unrecognised value, expected 0 or 1; ignored"));
+        log::hold(Level::Warn, &format!("{name}: unrecognised value, expected 0 or 1; ignored"));
     }
     parsed
 }
@@ -45,7 +45,7 @@ impl Opts {
         let log = match getenv(LOG) {
             None => Threshold::Info,
             Some(text) => Threshold::parse(&text).unwrap_or_else(|| {
-                log::emit(Level::Warn, &format!("{LOG}: expected off, warn, info or debug; using info"));
+                log::hold(Level::Warn, &format!("{LOG}: expected off, warn, info or debug; using info"));
                 Threshold::Info
             }),
         };
@@ -54,7 +54,7 @@ impl Opts {
         let flush_ms = match getenv(FLUSH_MS) {
             None => DEFAULT_FLUSH_MS,
             Some(text) => std::str::from_utf8(&text).ok().and_then(|t| t.trim().parse().ok()).unwrap_or_else(|| {
-                log::emit(Level::Warn, &format!("{FLUSH_MS}: expected milliseconds; using {DEFAULT_FLUSH_MS}"));
+                log::hold(Level::Warn, &format!("{FLUSH_MS}: expected milliseconds; using {DEFAULT_FLUSH_MS}"));
                 DEFAULT_FLUSH_MS
             }),
         };

@@ -84,6 +84,16 @@ pub enum Probe {
 impl Probe {
     pub const ALL: [Probe; 3] = [Probe::Python, Probe::Shell, Probe::C];
 
+    /// Whether the probe looks up the runtime, where the library speaks.
+    pub fn uses_runtime(self) -> bool {
+        self != Probe::Shell
+    }
+
+    /// How many of `lines` lines this probe should see (below `debug`).
+    pub fn says(self, lines: usize) -> usize {
+        if self.uses_runtime() { lines } else { 0 }
+    }
+
     /// A command printing the three records; `extra` goes on its own command
     /// line (where the library looks for sleep-mode flags).
     pub fn command(self, preload: bool, extra: &[&str]) -> Command {
@@ -109,7 +119,9 @@ fn base(program: impl AsRef<OsStr>, preload: bool) -> Command {
     if preload { support::preloaded(program) } else { support::clean_command(program) }
 }
 
-/// Prints the records from `os.environb` (bytes, so non-UTF-8 survives).
+/// Prints the records from `os.environb` (bytes, so non-UTF-8 survives),
+/// then looks up one runtime function as a program using the runtime would
+/// (the library speaks only in such processes).
 pub const PYTHON_PRINT: &str = r#"
 import os, sys
 out = sys.stdout.buffer
@@ -118,9 +130,12 @@ for name in (b"PYTORCH_NPU_ALLOC_CONF", b"PYTORCH_ALLOC_CONF", b"NPU_ALLOC_SHIM_
     out.write(b"" if value is None else b"=" + value)
     out.write(b"\0")
 out.flush()
+import ctypes
+hasattr(ctypes.CDLL(None), "aclrtMalloc")
 "#;
 
-/// The same with the shell: `${V+=}` tells unset from empty.
+/// The same with the shell: `${V+=}` tells unset from empty. A shell never
+/// uses the runtime, so the library says nothing in it (but at `debug`).
 pub const SHELL_PRINT: &str = r#"printf '%s\0' "${PYTORCH_NPU_ALLOC_CONF+=}${PYTORCH_NPU_ALLOC_CONF}" "${PYTORCH_ALLOC_CONF+=}${PYTORCH_ALLOC_CONF}" "${NPU_ALLOC_SHIM_DECISION+=}${NPU_ALLOC_SHIM_DECISION}""#;
 
 /// The real CPython executable (not a version-manager shim, which would be a
@@ -140,7 +155,7 @@ pub fn python() -> PathBuf {
 }
 
 pub fn getenv_probe() -> PathBuf {
-    support::compile_c("getenv_probe", &["tests/fixtures/getenv_probe.c"], &[])
+    support::compile_c("getenv_probe", &["tests/fixtures/getenv_probe.c"], &["-ldl"])
 }
 
 pub fn environ_dump() -> PathBuf {

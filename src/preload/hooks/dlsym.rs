@@ -11,6 +11,7 @@
 //! library's `dlsym(RTLD_NEXT, …)` resolve relative to this one.
 
 use super::{acl, real};
+use crate::preload::log;
 use crate::runtime;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
@@ -93,7 +94,8 @@ fn main_program() -> *mut c_void {
 }
 
 /// Decides one lookup. Returns 1 with the answer in `*out`, or 0 with glibc's
-/// `dlsym` in `*out` for the assembly to jump to. Never allocates, never panics.
+/// `dlsym` in `*out` for the assembly to jump to. Never panics; allocates
+/// nothing (the held messages said at the first hooked name were allocated at load).
 extern "C" fn decide(handle: *mut c_void, name: *const c_char, out: *mut *mut c_void) -> c_int {
     let answer = if handle == libc::RTLD_NEXT || name.is_null() || PASS_THROUGH.load(Ordering::Relaxed) {
         None
@@ -119,6 +121,9 @@ fn hooked_index(name: &CStr) -> Option<usize> {
         return None;
     }
     let index = spec.hooks.iter().position(|h| h.name.to_bytes() == bytes)?;
+    // Looking up the runtime's allocation calls is using the runtime: what was
+    // decided at load is said now, before the caller can call anything.
+    log::speak_held();
     acl::hook_address(index).map(|_| index)
 }
 

@@ -7,6 +7,7 @@
 //! panics when it fails, which is why it is not used here.
 
 use super::{acl, dlsym};
+use crate::preload::log;
 use crate::runtime;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -38,6 +39,9 @@ pub fn get(index: usize) -> Option<*mut c_void> {
 
 #[cold]
 fn resolve(index: usize) -> Option<*mut c_void> {
+    // The first call of a hook that `dlsym` did not hand out lands here: the
+    // process uses the runtime, so what was decided at load is said now.
+    log::speak_held();
     let spec = runtime::active();
     let name = spec.hooks[index].name;
     for library in spec.runtime_libraries {
