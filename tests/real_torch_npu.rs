@@ -245,6 +245,9 @@ fn expandable_path_completes(line: &Line) {
     assert_eq!(run.status, Some(0), "{}", run.stderr);
     assert_eq!(run.result["outcome"], "completed");
     assert_eq!(run.result["alloc_conf"], "expandable_segments:True");
+    // Said once, by the process that uses the runtime (issue 13).
+    let said: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("npu-alloc-shim:")).collect();
+    assert_eq!(said, ["npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=expandable_segments:True (was unset)"], "{}", run.stderr);
     assert!(api_calls(&run.stats, "aclrtReserveMemAddress") > 0, "{}", run.stats);
     assert!(api_calls(&run.stats, "aclrtMallocPhysical") > 0, "{}", run.stats);
     assert_eq!(api_calls(&run.stats, "aclrtMallocAlign32"), 0, "no classic segments");

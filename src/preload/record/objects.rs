@@ -1,108 +1,64 @@
-//! Which loaded object holds an address, asked of the loader in a way that
-//! cannot race with `dlclose`.
+//! Which loaded file holds an address, without reading the loader's memory.
 //!
 //! `dladdr` returns a pointer to the loader's copy of the object's name; once
 //! it has returned, another thread may `dlclose` the object and free that
 //! name, so reading it afterwards is a use after free (Python extensions are
-//! unloaded in real processes). `dl_iterate_phdr` calls back *under* the
-//! loader's lock, so the names are copied there, while the objects are known
-//! to be loaded. The callback allocates nothing: with the loader's lock held,
-//! a `malloc` that itself calls into the loader (some allocators do) could
-//! deadlock against a concurrent `dlopen`. The copies go into buffers sized
-//! before the walk.
+//! unloaded in real processes). Walking the loader's list under its lock
+//! (`dl_iterate_phdr`) avoids the free, but the loader's lock is invisible to
+//! ThreadSanitizer and a `malloc` inside the walk could deadlock against a
+//! concurrent `dlopen`. The kernel's `/proc/self/maps` names every mapped file
+//! by its canonical path: reading it touches no memory of the loader, takes
+//! none of its locks, and cannot race with `dlclose` (an object unloaded
+//! meanwhile is simply not listed).
 
-use std::ffi::{CStr, c_int, c_void};
+/// What an address no mapped file holds is called.
+pub const UNKNOWN: &str = "(unknown)";
 
-/// Room for the names copied in one walk; a name that does not fit is
-/// reported as unknown (loaded paths are short; 256 call sites at most).
-const NAME_ARENA: usize = 64 * 1024;
-
-const UNKNOWN: &str = "(unknown)";
-
-/// Filled by the callback, for one walk.
-struct Walk<'a> {
-    addresses: &'a [usize],
-    /// Per address: the span of its name in `arena`, `None` until found.
-    found: Vec<Option<(usize, usize)>>,
-    /// Per address: whether the object is the main program (its name is empty).
-    main_program: Vec<bool>,
-    arena: Vec<u8>,
+/// One executable range of a mapped file.
+#[derive(Debug, PartialEq, Eq)]
+struct Mapping {
+    start: usize,
+    end: usize,
+    path: String,
 }
 
-/// The file name of the object holding each address ("(unknown)" for 0 or an
-/// address no loaded object holds), canonicalised.
+/// The file holding each address (`UNKNOWN` for 0, anonymous memory, or an
+/// address nothing holds now), by its canonical path.
 pub fn names_of(addresses: &[usize]) -> Vec<String> {
-    let mut walk = Walk {
-        addresses,
-        found: vec![None; addresses.len()],
-        main_program: vec![false; addresses.len()],
-        arena: Vec::with_capacity(NAME_ARENA),
-    };
-    if !addresses.is_empty() {
-        // SAFETY: the callback matches dl_iterate_phdr's contract and `walk`
-        // outlives the call; the callback only touches `walk` and the loader's
-        // data it is handed, during the call.
-        unsafe {
-            libc::dl_iterate_phdr(Some(visit), (&raw mut walk).cast());
-        }
+    if addresses.is_empty() {
+        return Vec::new();
     }
-    (0..addresses.len())
-        .map(|i| match walk.found[i] {
-            _ if walk.main_program[i] => main_program_name(),
-            Some((start, end)) => canonical(String::from_utf8_lossy(&walk.arena[start..end]).into_owned()),
-            None => UNKNOWN.to_owned(),
-        })
-        .collect()
+    let maps = std::fs::read("/proc/self/maps").unwrap_or_default();
+    let mappings = executable_mappings(&String::from_utf8_lossy(&maps));
+    addresses.iter().map(|&address| file_at(&mappings, address).unwrap_or(UNKNOWN).to_owned()).collect()
 }
 
-/// Called by the loader, under its lock, once per loaded object.
-unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
-    // SAFETY: `data` is the `Walk` passed by `names_of`; `info` is valid for
-    // the duration of this call (dl_iterate_phdr's contract).
-    let (walk, info) = unsafe { (&mut *data.cast::<Walk>(), &*info) };
-    if info.dlpi_phdr.is_null() {
-        return 0;
-    }
-    // SAFETY: dlpi_phdr points at dlpi_phnum program headers of this object.
-    let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
-    let holds = |address: usize| {
-        headers.iter().filter(|h| h.p_type == libc::PT_LOAD).any(|h| {
-            let start = (info.dlpi_addr as usize).wrapping_add(h.p_vaddr as usize);
-            address.wrapping_sub(start) < h.p_memsz as usize
-        })
-    };
-    let mut span = None;
-    for i in 0..walk.addresses.len() {
-        let address = walk.addresses[i];
-        if address == 0 || walk.found[i].is_some() || walk.main_program[i] || !holds(address) {
-            continue;
-        }
-        // SAFETY: dlpi_name is NULL or a NUL-terminated string owned by the
-        // loader, valid while its lock is held (for this call).
-        let name =
-            if info.dlpi_name.is_null() { &[][..] } else { unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes() };
-        if name.is_empty() {
-            walk.main_program[i] = true;
-            continue;
-        }
-        if span.is_none() && walk.arena.len() + name.len() <= walk.arena.capacity() {
-            let start = walk.arena.len();
-            walk.arena.extend_from_slice(name);
-            span = Some((start, walk.arena.len()));
-        }
-        walk.found[i] = span;
-    }
-    0
+/// The executable, file-backed ranges of a maps listing, sorted by start
+/// (the kernel lists them in address order).
+fn executable_mappings(listing: &str) -> Vec<Mapping> {
+    listing.lines().filter_map(parse_line).collect()
 }
 
-/// The main program is listed without a name; the kernel knows its path.
-fn main_program_name() -> String {
-    std::fs::read_link("/proc/self/exe").map_or_else(|_| UNKNOWN.to_owned(), |p| p.to_string_lossy().into_owned())
+/// `start-end perms offset dev inode   path` (the path may hold spaces).
+fn parse_line(line: &str) -> Option<Mapping> {
+    let mut fields = line.splitn(6, ' ');
+    let (range, perms) = (fields.next()?, fields.next()?);
+    let path = fields.nth(3)?.trim_start();
+    if !perms.as_bytes().get(2).is_some_and(|&b| b == b'x') || !path.starts_with('/') {
+        return None;
+    }
+    let (start, end) = range.split_once('-')?;
+    Some(Mapping {
+        start: usize::from_str_radix(start, 16).ok()?,
+        end: usize::from_str_radix(end, 16).ok()?,
+        path: path.to_owned(),
+    })
 }
 
-/// Objects are named as they were loaded (maybe relative): resolved here.
-fn canonical(name: String) -> String {
-    std::fs::canonicalize(&name).map_or(name, |p| p.to_string_lossy().into_owned())
+fn file_at(mappings: &[Mapping], address: usize) -> Option<&str> {
+    let after = mappings.partition_point(|m| m.start <= address);
+    let mapping = mappings[..after].last()?;
+    (address < mapping.end).then_some(mapping.path.as_str())
 }
 
 #[cfg(test)]
@@ -110,14 +66,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_the_object_of_each_address() {
+    fn names_the_file_of_each_address() {
         let in_libc = libc::strlen as *const () as usize;
         let in_this_program = names_of as *const () as usize;
         let names = names_of(&[in_libc, 0, in_this_program, 1]);
         assert!(names[0].contains("libc"), "{names:?}");
         assert_eq!(names[1], UNKNOWN);
-        assert_eq!(names[2], main_program_name());
-        assert!(names[2].starts_with('/'), "{names:?}");
+        let program = std::fs::read_link("/proc/self/exe").unwrap();
+        assert_eq!(names[2], program.to_string_lossy());
         assert_eq!(names[3], UNKNOWN);
+    }
+
+    #[test]
+    fn reads_only_executable_file_mappings() {
+        let listing = "\
+55d0a0000000-55d0a0001000 r--p 00000000 08:01 42      /opt/my app/bin/python3
+55d0a0001000-55d0a0003000 r-xp 00001000 08:01 42      /opt/my app/bin/python3
+7f0000000000-7f0000021000 rw-p 00000000 00:00 0
+7f1000000000-7f1000100000 r-xp 00000000 08:01 7       /usr/lib/libascendcl.so (deleted)
+7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0       [vdso]
+garbage";
+        let mappings = executable_mappings(listing);
+        assert_eq!(mappings.len(), 2, "{mappings:?}");
+        assert_eq!(file_at(&mappings, 0x55d0a0001000), Some("/opt/my app/bin/python3"));
+        assert_eq!(file_at(&mappings, 0x55d0a0002fff), Some("/opt/my app/bin/python3"));
+        assert_eq!(file_at(&mappings, 0x55d0a0003000), None);
+        assert_eq!(file_at(&mappings, 0x55d0a0000fff), None, "not executable");
+        assert_eq!(file_at(&mappings, 0x7f1000000010), Some("/usr/lib/libascendcl.so (deleted)"));
+        assert_eq!(file_at(&mappings, 0x7ffd00000010), None, "not a file");
+        assert_eq!(file_at(&mappings, 0), None);
     }
 }
