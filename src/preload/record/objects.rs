@@ -44,7 +44,7 @@ fn parse_line(line: &str) -> Option<Mapping> {
     let mut fields = line.splitn(6, ' ');
     let (range, perms) = (fields.next()?, fields.next()?);
     let path = fields.nth(3)?.trim_start();
-    if !perms.as_bytes().get(2).is_some_and(|&b| b == b'x') || !path.starts_with('/') {
+    if perms.as_bytes().get(2) != Some(&b'x') || !path.starts_with('/') {
         return None;
     }
     let (start, end) = range.split_once('-')?;
