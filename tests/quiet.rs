@@ -10,7 +10,7 @@ mod support;
 
 use reliability_common::{self as common};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// What an ordinary program shows of itself.
 #[derive(Debug, PartialEq, Eq)]
