@@ -64,3 +64,21 @@ fn the_header_compiles_as_c_and_cpp() {
         assert!(status.success(), "{compiler}");
     }
 }
+
+/// Issue 13: the library never asks the loader for memory it would read
+/// later (a name `dladdr` returns can be freed by a concurrent `dlclose`);
+/// calling libraries are named from `/proc/self/maps` instead.
+#[test]
+fn imports_nothing_that_hands_out_loader_memory() {
+    let output = Command::new("nm").args(["-D", "--undefined-only"]).arg(support::library()).output().expect("run nm");
+    assert!(output.status.success());
+    let imports = String::from_utf8(output.stdout).unwrap();
+    let names: BTreeSet<&str> =
+        imports.lines().filter_map(|l| l.split_whitespace().last()).map(|s| s.split('@').next().unwrap()).collect();
+    assert!(names.contains("dlsym") || names.contains("dlvsym"), "the check reads the imports: {names:?}");
+    // (dl_iterate_phdr is imported by std's unwinder, which reads loader
+    // data only inside its callback, under the loader's lock.)
+    for forbidden in ["dladdr", "dladdr1", "dlinfo"] {
+        assert!(!names.contains(forbidden), "imports {forbidden}");
+    }
+}
