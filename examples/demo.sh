@@ -21,11 +21,11 @@ for value in "" "page_size:1g" "expandable_segments:False" "max_split_size_mb:25
 done
 
 echo
-echo "== 2. a Python process under the library"
+echo "== 2. a Python process under the library (it never uses the runtime: the library says nothing)"
 "$cli" run -- python3 -c 'import os; print("PYTORCH_NPU_ALLOC_CONF =", os.environ["PYTORCH_NPU_ALLOC_CONF"])'
 
 echo
-echo "== 3. a recorded workload (fake Ascend runtime, 4 threads, one OOM)"
+echo "== 3. a recorded workload (fake Ascend runtime, 4 threads, one OOM): its one line on stderr"
 cc -O1 -shared -fPIC -Wl,-soname,libascendcl.so -pthread -Itests/fake_runtime \
     -o "$work/libascendcl.so" tests/fake_runtime/fake_ascendcl.c
 cc -O1 -Itests/fake_runtime -o "$work/acl_workload" tests/fixtures/acl_workload.c \
