@@ -47,35 +47,61 @@ fn n(v: &Value, pointer: &str) -> u64 {
     v.pointer(pointer).and_then(Value::as_u64).unwrap_or_else(|| panic!("{pointer} missing in {v}"))
 }
 
+/// Starts `slow N stdin`: N allocations, then it waits for the test (a
+/// byte on its stdin, or its closing), then N more.
+fn start_gated(n: &str, trace: &Path, flush_ms: &str) -> std::process::Child {
+    traced(&["slow", n, "stdin"], trace, flush_ms)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Lets a gated client go on and waits for it.
+fn release(mut child: std::process::Child) -> std::process::ExitStatus {
+    drop(child.stdin.take());
+    child.wait().unwrap()
+}
+
+/// The recording at `path` once it is whole JSON and `ready` says so; the
+/// deadline only catches a writer that stopped (the client waits for us).
+fn wait_for_recording(path: &Path, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(rec) = std::fs::read_to_string(path)
+            .ok()
+            .map(|t| serde_json::from_str::<Value>(&t).expect("a periodic write is whole JSON"))
+            && ready(&rec)
+        {
+            return rec;
+        }
+        assert!(std::time::Instant::now() < deadline, "no such periodic write within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn periodic_flushes_show_the_run_before_it_ends_and_the_final_write_completes_it() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("t.json");
-    let mut child = traced(&["slow", "3", "1500"], &trace, "100")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Within the sleep, a periodic write shows the first three allocations.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let early = loop {
-        if let Ok(text) = std::fs::read_to_string(&trace) {
-            break serde_json::from_str::<Value>(&text).expect("a periodic write is whole JSON");
-        }
-        assert!(std::time::Instant::now() < deadline, "no periodic write within 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let child = start_gated("3", &trace, "100");
+    // While the client waits, periodic writes show the first three
+    // allocations, and the timeline samples them.
+    let three = |s: &Value| n(s, "/live_bytes") == 3 * MIB;
+    let early = wait_for_recording(&trace, |rec| {
+        rec.pointer("/timeline/samples").and_then(Value::as_array).is_some_and(|s| s.iter().any(three))
+    });
     assert_eq!(early["final"], Value::Bool(false));
     assert_eq!(n(&early, "/totals/alloc_calls"), 3);
-    let status = child.wait().unwrap();
-    assert!(status.success());
+    assert!(release(child).success());
     let last = read(&trace);
     assert_eq!(last["final"], Value::Bool(true));
     assert_eq!(n(&last, "/totals/alloc_calls"), 6);
     assert_eq!(n(&last, "/totals/live_bytes"), 6 * MIB);
-    // The timeline sampled the sleep: some samples at 3 MiB, the last at 6 MiB.
+    // The timeline kept the wait: some samples at 3 MiB, the last at 6 MiB.
     let samples = last.pointer("/timeline/samples").and_then(Value::as_array).unwrap();
-    assert!(samples.iter().any(|s| n(s, "/live_bytes") == 3 * MIB), "{samples:?}");
+    assert!(samples.iter().any(three), "{samples:?}");
     assert_eq!(n(samples.last().unwrap(), "/live_bytes"), 6 * MIB);
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(names, vec![std::ffi::OsString::from("t.json")], "no temporary files left");
@@ -85,14 +111,12 @@ fn periodic_flushes_show_the_run_before_it_ends_and_the_final_write_completes_it
 fn flush_ms_zero_writes_only_at_exit() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("t.json");
-    let mut child = traced(&["slow", "1", "600"], &trace, "0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = start_gated("1", &trace, "0");
+    // The client cannot exit before we let it: whatever is written meanwhile
+    // is a periodic write. 300 ms is 3 of the intervals used above.
     std::thread::sleep(Duration::from_millis(300));
     assert!(!trace.exists(), "written before exit with NPU_ALLOC_SHIM_FLUSH_MS=0");
-    assert!(child.wait().unwrap().success());
+    assert!(release(child).success());
     assert_eq!(n(&read(&trace), "/totals/alloc_calls"), 2);
 }
 

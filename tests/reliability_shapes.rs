@@ -165,9 +165,11 @@ fn unix_ms() -> u64 {
 
 const FLUSH_MS: u64 = 100;
 
-/// Runs `pace 5` with 100 ms writes, sends `signal` after 500 ms; returns
-/// the allocations made with their times, the kill time and the recording.
-fn paced_until(signal: i32, handler: bool) -> (Vec<(u64, u64)>, u64, Value, std::process::ExitStatus) {
+/// Runs `pace 5` with 100 ms writes and sends `signal` once a periodic
+/// write taken at least 500 ms after the start is on disk; returns the
+/// allocations made with their times, the time the test began waiting for
+/// that write, the kill time and the recording.
+fn paced_until(signal: i32, handler: bool) -> (Vec<(u64, u64)>, u64, u64, Value, std::process::ExitStatus) {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("t.json");
     let mut command = common::traced(&common::shapes(), &trace, FLUSH_MS);
@@ -180,11 +182,22 @@ fn paced_until(signal: i32, handler: bool) -> (Vec<(u64, u64)>, u64, Value, std:
         let stdout = child.stdout.take().expect("stdout");
         std::thread::spawn(move || read_pace(stdout))
     };
-    std::thread::sleep(Duration::from_millis(500));
+    // Waiting for a write (not for a time) keeps this independent of how
+    // busy the machine is; the deadline only catches a writer that stopped.
+    let armed = unix_ms() + 500;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&trace)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_none_or(|rec| n(&rec, "/written_unix_ms") < armed)
+    {
+        assert!(Instant::now() < deadline, "no periodic write within 60 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let killed_at = unix_ms();
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, signal) };
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             break status;
@@ -196,26 +209,29 @@ fn paced_until(signal: i32, handler: bool) -> (Vec<(u64, u64)>, u64, Value, std:
     // A kill during a write may leave the writer's temporary file; the
     // recording itself is always whole (written by rename).
     let rec = common::read_json(&trace);
-    (made, killed_at, rec, status)
+    (made, armed, killed_at, rec, status)
 }
 
 fn check_at_most_one_interval_lost(signal: i32) {
-    let (made, killed_at, rec, status) = paced_until(signal, false);
+    let (made, armed, killed_at, rec, status) = paced_until(signal, false);
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(signal));
     assert_eq!(rec["final"], Value::Bool(false), "no exit handler runs");
     let written = n(&rec, "/written_unix_ms");
     let recorded = allocs(&rec);
-    // Everything done before the snapshot was taken is in it...
+    // Everything done before the snapshot was taken is in it: what is lost
+    // is only what came after the last periodic write...
     let before_write = made.iter().filter(|(_, at)| *at < written).count() as u64;
     assert!(recorded >= before_write, "recorded {recorded}, made {before_write} before the write");
     assert!(recorded <= made.len() as u64);
-    // ...and the snapshot is at most one flush interval (plus the flusher's
-    // 50 ms sampling step and scheduling slack) older than the kill.
+    // ...and periodic writes went on until the kill: the one on disk is at
+    // least as new as the write the test waited for. (How old it is depends
+    // on scheduling, so it is reported, not asserted; the interval itself is
+    // checked on a virtual clock by the_flush_interval_holds_in_long_runs.)
+    assert!(written >= armed, "the last write ({written}) is older than the one seen before the kill ({armed})");
     let age = killed_at.saturating_sub(written);
-    assert!(age <= FLUSH_MS + 50 + 150, "the last write was {age} ms before the kill");
     let lost = made.len() as u64 - recorded;
     common::figure(format!(
-        "signal {signal} after 500 ms: {} allocations made, {recorded} recorded, {lost} lost (last write {age} ms \
+        "signal {signal}: {} allocations made, {recorded} recorded, {lost} lost (last write {age} ms \
          before the kill, flush interval {FLUSH_MS} ms)",
         made.len()
     ));
@@ -233,7 +249,7 @@ fn sigterm_without_a_handler_loses_at_most_one_flush_interval() {
 
 #[test]
 fn sigterm_with_a_handler_that_exits_loses_nothing() {
-    let (made, _, rec, status) = paced_until(libc::SIGTERM, true);
+    let (made, _, _, rec, status) = paced_until(libc::SIGTERM, true);
     assert!(status.success(), "{status:?}");
     // (Whether the last write is marked final: the_final_recording_is_not_replaced_by_a_periodic_write.)
     assert_eq!(allocs(&rec), made.len() as u64, "exit() runs the final write");
@@ -320,11 +336,14 @@ fn fork_while_other_threads_write_never_hangs_the_child() {
 }
 
 /// README promises that SIGKILL loses at most one flush interval (default
-/// 2 s). In a long run the periodic writes must keep that pace: here two
-/// hours of a 2 s flush interval pass in 8 s (a preload speeds the
-/// clocks up 1000 times and logs every rename, i.e. every write).
+/// 2 s). In a long run the periodic writes must keep that pace while the
+/// timeline's sampling interval grows: here two virtual hours of a 2 s flush
+/// interval pass in seconds, on a virtual clock (a preload whose time passes
+/// only while the library sleeps, which logs every rename, i.e. every write),
+/// so the gaps do not depend on how busy the machine is.
 #[test]
 fn the_flush_interval_holds_in_long_runs() {
+    const WRITES: usize = 3600;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("renames.log");
     let mut command = common::traced(&common::shapes(), &dir.path().join("t.json"), 2000);
@@ -333,22 +352,34 @@ fn the_flush_interval_holds_in_long_runs() {
         .env("LD_PRELOAD", preload)
         .env("RELIABILITY_CLOCK_SPEED", "1000")
         .env("RELIABILITY_RENAME_LOG", &log)
-        .args(["_exit", "1", "8000"]); // 8 real seconds (usleep is not sped up)
-    common::ok(&mut command);
+        .args(["pace", "100"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().expect("spawn");
+    let written = || std::fs::read_to_string(&log).map_or(0, |t| t.lines().count());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while written() < WRITES {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("only {} writes within 300 s", written());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
     let times: Vec<u64> = std::fs::read_to_string(&log).unwrap().lines().map(|l| l.parse().expect("ms")).collect();
-    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(gaps.len() > 100, "{} writes", times.len());
-    // The last third of the run, in virtual ms. One real millisecond of
-    // scheduling noise is a virtual second here: the median, not the maximum.
+    let gaps: Vec<u64> = times[..WRITES].windows(2).map(|w| w[1] - w[0]).collect();
+    // The last third of the run, in virtual ms.
     let mut late: Vec<u64> = gaps[gaps.len() * 2 / 3..].to_vec();
     late.sort_unstable();
-    let median = late[late.len() / 2];
-    let span_min = (times[times.len() - 1] - times[0]) / 60_000;
+    let (median, longest) = (late[late.len() / 2], late[late.len() - 1]);
+    let span_min = (times[WRITES - 1] - times[0]) / 60_000;
     common::figure(format!(
-        "long run ({span_min} virtual minutes): median gap between writes in the last third {median} ms \
-         (flush interval 2000 ms)"
+        "long run ({span_min} virtual minutes): gaps between writes in the last third: median {median} ms, \
+         longest {longest} ms (flush interval 2000 ms)"
     ));
-    assert!(median <= 2800, "after {span_min} minutes the recording is written every {median} ms, not every 2000 ms");
+    assert_eq!(median, 2000, "after {span_min} minutes the recording is written every {median} ms, not every 2000 ms");
+    assert!(longest <= 2000 + 50, "a gap of {longest} ms");
 }
 
 /// The final write is the last one: a periodic write must not replace it
