@@ -115,7 +115,8 @@ check_dlsym_versions() {
 }
 
 # Loads the built library into the built CLI (natively or under qemu) and
-# expects its normalization message.
+# expects its normalization message (at debug: the CLI never uses the
+# runtime, where the library speaks at the default level).
 smoke() {
     local lib=$1 cli=$2 arch=$3 runner=() out
     if [[ $arch != "$(uname -m)" ]]; then
@@ -125,7 +126,7 @@ smoke() {
         fi
         runner=("qemu-$arch-static")
     fi
-    out=$(env -i PATH=/usr/bin:/bin LD_PRELOAD="$lib" "${runner[@]}" "$cli" --version 2>&1) ||
+    out=$(env -i PATH=/usr/bin:/bin LD_PRELOAD="$lib" NPU_ALLOC_SHIM_LOG=debug "${runner[@]}" "$cli" --version 2>&1) ||
         die "$cli --version failed with the library preloaded: $out"
     grep -q 'expandable_segments:True' <<<"$out" || die "the $arch library did not load into its CLI: $out"
     log "$arch: the library loads and decides ($(grep -m1 'npu-alloc-shim:' <<<"$out"))"
