@@ -23,6 +23,10 @@ static TEMPLATE_IS_DIR: AtomicBool = AtomicBool::new(false);
 /// Set once the final recording is written: later periodic writes (from
 /// destructors that run after ours) must not replace it.
 static FINAL_WRITTEN: AtomicBool = AtomicBool::new(false);
+/// Set when the process starts exiting (the exit handler runs, or the flush
+/// thread ends the process itself): only one of them may call `exit`, and the
+/// flush thread never ends a process whose exit handlers are writing.
+static EXITING: AtomicBool = AtomicBool::new(false);
 static FLUSH_MS: AtomicU64 = AtomicU64::new(0);
 static START_MONO_MS: AtomicU64 = AtomicU64::new(0);
 static START_UNIX_MS: AtomicU64 = AtomicU64::new(0);
@@ -139,6 +143,12 @@ fn flusher() {
             return;
         }
         if only_thread_left() {
+            if EXITING.swap(true, Relaxed) {
+                // The exit handlers already run (on a thread the count did
+                // not see as live, as under valgrind): they write the final
+                // recording; ending the process now would cut it short.
+                return;
+            }
             // The main thread ended with pthread_exit: glibc would end the
             // process with exit(0) once the last thread is gone, which this
             // thread would never be. Do it, running the exit handlers.
@@ -222,6 +232,7 @@ pub fn dump(path: Option<&[u8]>) -> bool {
 }
 
 extern "C" fn at_exit() {
+    EXITING.store(true, Relaxed);
     let run = || {
         if !TRACING.load(Relaxed) || !ACTIVE.load(Relaxed) {
             return;
