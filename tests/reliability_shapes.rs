@@ -105,6 +105,25 @@ fn an_exec_chain_keeps_the_last_program_only() {
     }
 }
 
+/// An exec while the flush thread is writing leaves that write's temporary
+/// file; the next image (same pid, same file) removes it after its final
+/// write. Planted here by a shell that then execs the program, so the test
+/// does not depend on catching a write in flight; another pid's file stays.
+#[test]
+fn an_exec_cut_write_is_cleaned_up_by_the_next_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let script =
+        format!("touch .t.$$.json.$$.7.tmp .t.$$.json.1.7.tmp && exec '{}' chain 0", common::shapes().display());
+    let mut command = common::traced(Path::new("/bin/sh"), &dir.path().join("t.%p.json"), 0);
+    command.current_dir(dir.path()).args(["-c", &script]);
+    let lines = common::json_lines(&common::ok(&mut command));
+    let pid = pid(&lines[0]);
+    let files = common::listing(dir.path());
+    let expected: std::collections::BTreeSet<std::ffi::OsString> =
+        [format!("t.{pid}.json"), format!(".t.{pid}.json.1.7.tmp")].into_iter().map(Into::into).collect();
+    assert_eq!(files, expected);
+}
+
 #[test]
 fn exit_from_a_non_main_thread_writes_the_final_recording() {
     let dir = tempfile::tempdir().unwrap();

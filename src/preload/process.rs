@@ -53,6 +53,8 @@ pub fn thread_count() -> Option<usize> {
 
 /// qemu-user answers `/proc/self/exe` with the emulated program, but the
 /// main thread's own entry still shows the emulator; natively both agree.
+/// Valgrind answers the same way, but it runs no thread of its own, so the
+/// emulator is recognised by its name too (`qemu-aarch64`, `qemu-aarch64-static`).
 /// Asked once: it cannot change, and the flush thread asks again and again
 /// (also after the main thread ended, when its entry can no longer be read).
 pub fn under_qemu_user() -> bool {
@@ -60,8 +62,12 @@ pub fn under_qemu_user() -> bool {
     *ANSWER.get_or_init(|| {
         let main_thread = format!("/proc/self/task/{}/exe", std::process::id());
         match (std::fs::read_link("/proc/self/exe"), std::fs::read_link(main_thread)) {
-            (Ok(program), Ok(thread)) => program != thread,
+            (Ok(program), Ok(thread)) => program != thread && is_qemu(&thread),
             _ => false,
         }
     })
+}
+
+fn is_qemu(emulator: &std::path::Path) -> bool {
+    emulator.file_name().is_some_and(|name| name.as_encoded_bytes().starts_with(b"qemu-"))
 }

@@ -209,7 +209,13 @@ fn write_locked(state: &Timeline, path: Option<&[u8]>, is_final: bool) -> bool {
         output::write_atomic(&target, &bytes, is_final)
     });
     match result {
-        Ok(()) => true,
+        Ok(()) => {
+            if is_final {
+                // An exec cut short a write of the image before this one.
+                output::remove_stale_temporaries(&target);
+            }
+            true
+        }
         Err(error) => {
             WRITE_ERRORS.fetch_add(1, Relaxed);
             if !WRITE_WARNED.swap(true, Relaxed) {

@@ -86,6 +86,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()
     result
 }
 
+/// Removes the temporary files of `path` that carry this process's pid: an
+/// `exec` while the flush thread was writing leaves one behind, and the new
+/// image (same pid, same file) is the only writer that can own it. Called
+/// after the final write, never while another write of this process runs.
+pub fn remove_stale_temporaries(path: &Path) {
+    let (Some(name), Some(dir)) = (path.file_name(), path.parent()) else { return };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(name.as_bytes());
+    prefix.extend_from_slice(format!(".{}.", std::process::id()).as_bytes());
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let bytes = file.as_bytes();
+        let sequence = bytes.strip_prefix(prefix.as_slice()).and_then(|rest| rest.strip_suffix(b".tmp"));
+        if sequence.is_some_and(|digits| !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +147,29 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(Result::ok).collect();
         assert_eq!(leftovers.len(), 2, "no temporary file left");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn removes_only_this_processes_temporaries_of_this_file() {
+        let dir = tempfile_dir("stale");
+        let pid = std::process::id();
+        let ours = format!(".t.json.{pid}.3.tmp");
+        let kept =
+            [format!(".t.json.{}.3.tmp", pid + 1), format!(".u.json.{pid}.3.tmp"), format!(".t.json.{pid}.x.tmp")];
+        for name in kept.iter().chain([&ours]) {
+            std::fs::write(dir.join(name), b"").unwrap();
+        }
+        remove_stale_temporaries(&dir.join("t.json"));
+        assert!(!dir.join(&ours).exists());
+        for name in &kept {
+            assert!(dir.join(name).exists(), "{name} removed");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("nas-output-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 }
