@@ -131,7 +131,7 @@ register_binfmt() {
 # ---- test targets ----
 targets() {
     local name skip
-    for file in tests/*.rs; do
+    for file in tests/*.rs crates/*/tests/*.rs; do
         name=$(basename "$file" .rs)
         skip=
         for entry in "${SKIP_TARGETS[@]}"; do

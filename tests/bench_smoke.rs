@@ -1,10 +1,7 @@
 //! Runs every benchmark of `cargo bench --bench overhead` for a few
 //! iterations, so the benchmarks keep working; times are not judged here.
 
-mod support;
-
-#[path = "../benches/overhead/measure.rs"]
-mod measure;
+use support::overhead as measure;
 
 #[test]
 fn every_benchmark_runs_and_reports_numbers() {

@@ -3,7 +3,6 @@
 //! (fake site-packages and driver version files).
 
 mod probes;
-mod support;
 
 use serde_json::Value;
 use std::ffi::OsStr;

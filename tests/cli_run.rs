@@ -2,7 +2,6 @@
 //! destination, and passing the program's exit status and signals through.
 
 mod probes;
-mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;

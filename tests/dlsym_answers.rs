@@ -3,8 +3,6 @@
 //! there, the program's own definition when it has one, NULL for a missing
 //! name on a handle.
 
-mod support;
-
 use serde_json::Value;
 
 fn answers(program: &std::path::Path, mode: &str, preload: bool) -> Value {

@@ -13,8 +13,6 @@
 //!   for the architecture of the tests, so that no test passes by running an
 //!   x86_64 program that ignores an aarch64 preload.
 
-mod support;
-
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -2,8 +2,6 @@
 //! `dlsym`: no Rust symbol leaks, and the header, the version script and the
 //! binary agree.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 

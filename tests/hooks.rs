@@ -9,8 +9,6 @@
 //! The first group checks the fixtures themselves (no library involved) and
 //! what must hold with or without hooks; the second compares recordings.
 
-mod support;
-
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,6 @@
 //! The recording's lifecycle in real processes: periodic flushes, the final
 //! write, exec, faults at the target path, and the C API from C and gdb.
 
-mod support;
-
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -3,7 +3,6 @@
 //! other threads); otherwise it says what it would have done and does nothing.
 
 mod probes;
-mod support;
 
 use probes::{PAIR, View};
 

@@ -4,7 +4,6 @@
 //! values and values near the kernel's 128 KiB limit for one string.
 
 mod probes;
-mod support;
 
 use probes::{GENERIC, MARKER, PAIR, Probe, SPECIFIC};
 use std::ffi::OsStr;

@@ -2,7 +2,6 @@
 //! recorded in `NPU_ALLOC_SHIM_DECISION`, whatever their own command line.
 
 mod probes;
-mod support;
 
 use probes::{PAIR, SPECIFIC, Seen};
 use std::process::Command;

@@ -4,7 +4,6 @@
 //! does says nothing).
 
 mod probes;
-mod support;
 
 use probes::{Probe, SPECIFIC};
 

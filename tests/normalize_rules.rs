@@ -4,7 +4,6 @@
 //! two that then look up the runtime; the shell stays silent.
 
 mod probes;
-mod support;
 
 use probes::{GENERIC, PAIR, Probe, SPECIFIC};
 

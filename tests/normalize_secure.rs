@@ -9,7 +9,6 @@
 //! installs is removed by drop guards, failure or not.
 
 mod probes;
-mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

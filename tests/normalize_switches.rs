@@ -3,7 +3,6 @@
 //! flags of programs whose allocators pool device memory themselves.
 
 mod probes;
-mod support;
 
 use probes::{PAIR, Probe, SPECIFIC};
 

@@ -6,7 +6,6 @@
 
 mod probes;
 mod reliability_common;
-mod support;
 
 use reliability_common::{self as common};
 use std::path::{Path, PathBuf};

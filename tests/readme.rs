@@ -1,8 +1,6 @@
 //! README is a contract: its environment-variable table names exactly the
 //! variables the code reads, and the commands it gives exist.
 
-mod support;
-
 use std::collections::BTreeSet;
 
 fn variables_in_code() -> BTreeSet<String> {

@@ -12,8 +12,6 @@
 //! out of memory under torch_npu's default configuration and completes with
 //! expandable segments (docs/real-torch-npu.md).
 
-mod support;
-
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -10,7 +10,6 @@
 //! undone by a drop guard.
 
 mod reliability_common;
-mod support;
 
 use reliability_common::{self as common, Tmpfs, api_calls, n};
 use serde_json::Value;

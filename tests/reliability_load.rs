@@ -11,7 +11,6 @@
 //! `RELIABILITY_LOAD_ROUNDS=50 cargo test --release --test reliability_load -- --nocapture`.
 
 mod reliability_common;
-mod support;
 
 use reliability_common::{self as common, MIB, api_calls, n};
 use serde_json::Value;

@@ -7,7 +7,6 @@
 //! (setuid programs: tests/reliability_security.rs.)
 
 mod reliability_common;
-mod support;
 
 use reliability_common::{self as common, MIB, n};
 use serde_json::Value;

@@ -10,7 +10,6 @@
 //! valgrind; libasan and libubsan come with gcc, libtsan too).
 
 mod reliability_common;
-mod support;
 
 use reliability_common::{self as common};
 use std::path::{Path, PathBuf};

@@ -3,13 +3,11 @@
 //! library byte-exact, as `sh` and a C program see them; and normalization
 //! never makes a value too long to pass on to the next `execve`.
 
-mod allocconf_model;
 mod probes;
-mod support;
 
-use allocconf_model as model;
 use probes::{Probe, SPECIFIC};
 use std::time::Instant;
+use support::allocconf_model as model;
 
 /// MAX_ARG_STRLEN: one environment string, `NAME=value` and its NUL.
 const MAX_ARG_STRLEN: usize = 131_072;

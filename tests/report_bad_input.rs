@@ -2,7 +2,6 @@
 //! on stderr, the documented exit status, never a panic.
 
 mod report_common;
-mod support;
 
 use report_common::*;
 use serde_json::json;

@@ -2,7 +2,6 @@
 //! fragment and fail, then expandable segments that stay flat.
 
 mod report_common;
-mod support;
 
 use report_common::*;
 use serde_json::{Value, json};

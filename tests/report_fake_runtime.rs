@@ -3,7 +3,6 @@
 //! the report says must be what the recordings say.
 
 mod report_common;
-mod support;
 
 use report_common::*;
 use serde_json::Value;

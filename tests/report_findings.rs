@@ -3,7 +3,6 @@
 //! quiet just below its thresholds.
 
 mod report_common;
-mod support;
 
 use report_common::*;
 use serde_json::{Value, json};

@@ -5,7 +5,6 @@
 //! binary's children, and the only child is the CLI.
 
 mod report_common;
-mod support;
 
 use report_common::*;
 use serde_json::json;

@@ -3,7 +3,6 @@
 //! (structure, escaping, and a real rendering in headless Chromium).
 
 mod report_common;
-mod support;
 
 use report_common::*;
 use serde_json::{Value, json};

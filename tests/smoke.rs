@@ -1,5 +1,3 @@
-mod support;
-
 #[test]
 fn library_loads_into_sh() {
     let out = support::run_with_timeout(

@@ -14,8 +14,6 @@
 //! The torch_npu tests skip like tests/real_torch_npu.rs: without the cached
 //! environment they print SKIPPED and pass, unless NPU_ALLOC_SHIM_REAL_TORCH_NPU=1.
 
-mod support;
-
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,11 +1,9 @@
 //! `cargo bench --bench overhead`: the library's cost, as ratios against the
 //! same work without it, printed as a Markdown table (and saved to
-//! target/bench-summary.md). See benches/overhead/measure.rs.
+//! target/bench-summary.md). The measurements are `support::overhead`
+//! (crates/testkit/src/overhead.rs), shared with tests/bench_smoke.rs.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
-
-mod measure;
+use support::overhead as measure;
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument filters nothing here.

@@ -2,7 +2,7 @@
 //! `ctypes` and gdb, never panics across the boundary, and needs no setup.
 
 use super::record::{self, lifecycle, pools, snapshot};
-use crate::format::Counters;
+use common::format::Counters;
 use std::ffi::{CStr, c_char, c_int};
 
 /// NUL-terminated version string of this build.

@@ -4,9 +4,9 @@
 use super::opts::Opts;
 use super::process;
 use super::{hooks, log, record};
-use crate::allocconf::decide::{self, Action, Decision, Facts, Level, Rule};
-use crate::allocconf::marker::MARKER_VAR;
-use crate::runtime;
+use common::allocconf::decide::{self, Action, Decision, Facts, Level, Rule};
+use common::allocconf::marker::MARKER_VAR;
+use common::runtime;
 use std::sync::OnceLock;
 
 /// What the constructor saw and did, kept for the C API and recordings.
@@ -30,10 +30,6 @@ pub fn argv() -> &'static [Vec<u8>] {
 
 pub fn config() -> Option<&'static ConfigRecord> {
     CONFIG.get()
-}
-
-pub fn opts() -> Option<&'static Opts> {
-    OPTS.get()
 }
 
 #[cfg(not(test))]

@@ -8,7 +8,7 @@
 //! and the line belongs in the log of the process it is about. At `debug`
 //! everything is said at once, where it happens.
 
-use crate::allocconf::decide::Level;
+use common::allocconf::decide::Level;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 

@@ -4,8 +4,8 @@
 
 use super::log::{self, Threshold};
 use super::process::getenv;
-use crate::allocconf::decide::Level;
-use crate::allocconf::switches::{self, parse_switch};
+use common::allocconf::decide::Level;
+use common::allocconf::switches::{self, parse_switch};
 
 pub const DISABLE: &str = switches::DISABLE;
 pub const NORMALIZE: &str = switches::NORMALIZE;
@@ -13,16 +13,12 @@ pub const LOG: &str = "NPU_ALLOC_SHIM_LOG";
 pub const TRACE: &str = "NPU_ALLOC_SHIM_TRACE";
 pub const FLUSH_MS: &str = "NPU_ALLOC_SHIM_FLUSH_MS";
 
-/// Every variable the library reads, for the README check.
-pub const ALL: [&str; 5] = [DISABLE, NORMALIZE, LOG, TRACE, FLUSH_MS];
-
 const DEFAULT_FLUSH_MS: u64 = 2000;
 
 #[derive(Clone, Debug)]
 pub struct Opts {
     pub disabled: bool,
     pub normalize: bool,
-    pub log: Threshold,
     /// Recording path template; recording is off without it.
     pub trace: Option<Vec<u8>>,
     /// Milliseconds between periodic writes; 0 = only at exit.
@@ -58,12 +54,6 @@ impl Opts {
                 DEFAULT_FLUSH_MS
             }),
         };
-        Opts {
-            disabled: flag(DISABLE).unwrap_or(false),
-            normalize: flag(NORMALIZE).unwrap_or(true),
-            log,
-            trace,
-            flush_ms,
-        }
+        Opts { disabled: flag(DISABLE).unwrap_or(false), normalize: flag(NORMALIZE).unwrap_or(true), trace, flush_ms }
     }
 }

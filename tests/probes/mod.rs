@@ -4,7 +4,6 @@
 //! Every process runs through `support::run_with_timeout`.
 #![allow(dead_code)]
 
-use crate::support;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;

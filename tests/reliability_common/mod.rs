@@ -3,7 +3,6 @@
 //! tmpfs mounts that are always unmounted, and the library's stderr lines.
 #![allow(dead_code)]
 
-use crate::support;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::ffi::OsString;

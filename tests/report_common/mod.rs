@@ -3,7 +3,6 @@
 //! the byte formatting the terminal output uses.
 #![allow(dead_code)]
 
-use super::support;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -8,7 +8,7 @@
 use super::real;
 use super::trampoline::with_caller;
 use crate::preload::record;
-use crate::runtime::npu::{ACL_HBM_MEM, api};
+use common::runtime::npu::{ACL_HBM_MEM, api};
 use std::ffi::{c_int, c_void};
 
 type AclError = c_int;
@@ -361,5 +361,5 @@ pub fn hook_address(index: usize) -> Option<*mut c_void> {
 }
 
 pub fn is_own_hook(pointer: *mut c_void) -> bool {
-    (0..crate::runtime::active().hooks.len()).any(|i| hook_address(i) == Some(pointer))
+    (0..common::runtime::active().hooks.len()).any(|i| hook_address(i) == Some(pointer))
 }

@@ -12,7 +12,7 @@
 
 use super::{acl, real};
 use crate::preload::log;
-use crate::runtime;
+use common::runtime;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 

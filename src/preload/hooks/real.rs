@@ -8,7 +8,7 @@
 
 use super::{acl, dlsym};
 use crate::preload::log;
-use crate::runtime;
+use common::runtime;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, Ordering};
 

@@ -6,8 +6,8 @@
 //! destructor), with its counts, which the next owner keeps adding to.
 
 use super::{CALLSITES, MAX_DEVICES};
-use crate::format::histogram::BUCKETS;
 use crate::preload::hooks::real::MAX_HOOKS;
+use common::format::histogram::BUCKETS;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
 /// Stripes a thread can own.

@@ -6,9 +6,9 @@
 use super::forklock::ForkLock;
 use super::timeline::Timeline;
 use super::{ACTIVE, TRACING, WRITE_ERRORS, callsites, cells, failures, live, output, pools, snapshot};
-use crate::allocconf::decide::Level;
-use crate::allocconf::quote::{MESSAGE_LIMIT, quote};
 use crate::preload::log;
+use common::allocconf::decide::Level;
+use common::allocconf::quote::{MESSAGE_LIMIT, quote};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

@@ -234,8 +234,9 @@ pub fn remove(key: u64) -> Option<Meta> {
     Some(meta)
 }
 
-/// Number of live entries (for tests and benchmarks).
-pub fn len() -> usize {
+/// Number of live entries.
+#[cfg(test)]
+fn len() -> usize {
     SHARD_TABLES.iter().map(|s| Locked::acquire(s).table().len).sum()
 }
 

@@ -14,8 +14,8 @@ pub mod pools;
 pub mod snapshot;
 pub mod timeline;
 
-use crate::format::histogram;
-use crate::runtime::{self, ApiClass};
+use common::format::histogram;
+use common::runtime::{self, ApiClass};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 

@@ -4,9 +4,9 @@
 use super::cells::{self, Stripe};
 use super::timeline::Timeline;
 use super::{CALLSITES, DEVICE, HOST, MAX_DEVICES, OTHER_DEVICE_SLOT, callsites, failures, objects, pools};
-use crate::format::{self, ApiCounters, Caller, Counters, Device, Failure, Recording, histogram};
 use crate::preload::init;
-use crate::runtime::{self, ApiClass};
+use common::format::{self, ApiCounters, Caller, Counters, Device, Failure, Recording, histogram};
+use common::runtime::{self, ApiClass};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 

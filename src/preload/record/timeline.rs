@@ -3,7 +3,7 @@
 //! and the interval doubles, so a long run keeps its shape and its spikes.
 
 use super::pools;
-use crate::format::Sample;
+use common::format::Sample;
 
 pub const MAX_SAMPLES: usize = 1024;
 pub const BASE_INTERVAL_MS: u64 = 50;

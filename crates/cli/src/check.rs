@@ -1,0 +1,244 @@
+//! `npu-alloc-shim check`: what the library would do, and why. The decision
+//! is `allocconf::decide::decide` itself, fed with the facts the constructor
+//! would read, so the answer cannot drift from the library's behaviour.
+
+use super::check_report::{DialectParse, EntryReport, Lookup, Report, Variable};
+use super::installed;
+use clap::Args;
+use common::allocconf::decide::{self, Action, Decision, Facts, Level, Verdict};
+use common::allocconf::marker::MARKER_VAR;
+use common::allocconf::parse::{key_words, parse};
+use common::allocconf::quote::quote;
+use common::allocconf::switches::{self, parse_switch};
+use common::allocconf::tokenizer::Dialect;
+use common::allocconf::versions::{self, Version};
+use common::runtime::keys::{self as key_table, Since};
+use common::runtime::{self, RuntimeSpec};
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+/// Values are shown whole in `check`: it is the place to see them.
+const SHOW_LIMIT: usize = 4096;
+
+const EXIT_HELP: &str = "\
+Exit status:
+  0   the library would change the environment
+  1   it would leave it unchanged (already set, switched off, sleep mode, ...)
+  2   it would refuse with a warning (conflicting keys, a value that does not
+      parse or names an unknown key, both variables set)
+  64  the command line does not parse
+The version report never changes the exit status.";
+
+/// Show what the library would do to PYTORCH_NPU_ALLOC_CONF, and why
+#[derive(Args)]
+#[command(after_help = EXIT_HELP)]
+pub struct CheckArgs {
+    /// Evaluate VALUE as PYTORCH_NPU_ALLOC_CONF on its own (no switches, no
+    /// PYTORCH_ALLOC_CONF, no inherited decision) [default: the current
+    /// environment, as the library would read it]
+    #[arg(value_name = "VALUE")]
+    value: Option<OsString>,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    json: bool,
+    /// Python interpreter used to find the installed torch_npu (it is not
+    /// imported)
+    #[arg(long, value_name = "PYTHON", default_value = "python3")]
+    python: OsString,
+    /// Ascend driver version file [default:
+    /// /usr/local/Ascend/driver/version.info]
+    #[arg(long, value_name = "FILE")]
+    driver_version_file: Option<PathBuf>,
+    /// The command line the library would see, for sleep-mode detection
+    /// (default: none)
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+pub fn check(args: CheckArgs) -> i32 {
+    let spec = runtime::active();
+    let mut notes = Vec::new();
+    let argv: Vec<Vec<u8>> = args.command.iter().map(|a| a.as_bytes().to_vec()).collect();
+    let (source, facts) = match &args.value {
+        Some(value) => ("argument", Facts { argv, specific: Some(value.as_bytes().to_vec()), ..Facts::default() }),
+        None => ("environment", environment_facts(spec, argv, &mut notes)),
+    };
+    let decision = decide::decide(spec, &facts);
+    let torch_npu: Lookup = installed::torch_npu(&args.python, spec.python_package).into();
+    let driver: Lookup = installed::driver(args.driver_version_file.as_deref(), spec.driver_version_files).into();
+    let report = build(spec, source, &facts, &decision, torch_npu, driver, notes);
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    report.exit_status
+}
+
+/// The facts the constructor would read from this environment. AT_SECURE is
+/// about the checked program, not this one: taken as off.
+fn environment_facts(spec: &RuntimeSpec, argv: Vec<Vec<u8>>, notes: &mut Vec<String>) -> Facts {
+    let env = |name: &str| std::env::var_os(name).map(OsStringExt::into_vec);
+    let mut switch = |name: &str, unset: bool| {
+        let Some(value) = env(name) else {
+            return unset;
+        };
+        parse_switch(&value).unwrap_or_else(|| {
+            notes.push(format!("{name}={}: unrecognised value, the library ignores it", quote(&value, SHOW_LIMIT)));
+            unset
+        })
+    };
+    let disabled = switch(switches::DISABLE, false);
+    let normalize_off = !switch(switches::NORMALIZE, true);
+    if library_loaded_here() {
+        notes.push(
+            "the library is preloaded into this check process: the environment shown is \
+             after its own normalization"
+                .to_owned(),
+        );
+    }
+    Facts {
+        disabled,
+        normalize_off,
+        secure: false,
+        argv,
+        marker: env(MARKER_VAR),
+        specific: env(spec.conf_var),
+        generic: env(spec.generic_conf_var),
+    }
+}
+
+/// Whether `LD_PRELOAD` put the library into this very process.
+fn library_loaded_here() -> bool {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks a
+    // symbol up; the result is compared with null, never called.
+    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"npu_alloc_shim_version".as_ptr()) };
+    !symbol.is_null()
+}
+
+fn variable(name: &'static str, value: Option<&[u8]>) -> Variable {
+    Variable {
+        name,
+        value: value.map(|v| String::from_utf8_lossy(v).into_owned()),
+        quoted: value.map(|v| quote(v, SHOW_LIMIT)),
+    }
+}
+
+fn build(
+    spec: &RuntimeSpec,
+    source: &'static str,
+    facts: &Facts,
+    decision: &Decision,
+    torch_npu: Lookup,
+    driver: Lookup,
+    notes: Vec<String>,
+) -> Report {
+    // The variable the decision is about: the one it writes, else the one
+    // the backend reads (the specific one wins, as in the library).
+    let (name, other_name) = match &decision.action {
+        Action::Set { var, .. } if *var == spec.generic_conf_var => (spec.generic_conf_var, spec.conf_var),
+        _ if facts.specific.is_none() && facts.generic.is_some() => (spec.generic_conf_var, spec.conf_var),
+        _ => (spec.conf_var, spec.generic_conf_var),
+    };
+    let value_of = |var: &str| {
+        if var == spec.conf_var { facts.specific.as_deref() } else { facts.generic.as_deref() }
+    };
+    let value = value_of(name);
+    let installed_torch_npu = torch_npu.found.as_ref().and_then(|f| f.parsed.as_ref());
+    let parses = Dialect::ALL.iter().map(|&d| parse_report(spec, value, d, installed_torch_npu)).collect();
+    let mut warnings = Vec::new();
+    if let Some(version) = installed_torch_npu {
+        let keys = known_keys(spec, value.unwrap_or_default());
+        warnings.extend(versions::torch_npu_warnings(version, &keys));
+        if name == spec.generic_conf_var && !versions::torch_npu_reads_generic_variable(version) {
+            warnings.push(format!(
+                "torch_npu {} reads only {}: {name} has no effect there, with or without the library; \
+                 set {} instead",
+                version.as_str(),
+                spec.conf_var,
+                spec.conf_var
+            ));
+        }
+    }
+    if let Some(version) = driver.found.as_ref().and_then(|f| f.parsed.as_ref()) {
+        warnings.extend(versions::driver_warnings(version));
+    }
+    let verdict = decision.verdict();
+    Report {
+        source,
+        variable: variable(name, value),
+        other: value_of(other_name).map(|v| variable(other_name, Some(v))),
+        rule: decision.rule.name(),
+        level: match decision.level {
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        },
+        verdict: match verdict {
+            Verdict::WouldChange => "would-change",
+            Verdict::Unchanged => "unchanged",
+            Verdict::Refused => "refused",
+        },
+        exit_status: match verdict {
+            Verdict::WouldChange => 0,
+            Verdict::Unchanged => 1,
+            Verdict::Refused => 2,
+        },
+        result: match &decision.action {
+            Action::Set { var, value } => Some(variable(var, Some(value))),
+            _ => None,
+        },
+        marker: decision.marker().map(|m| m.render()),
+        message: decision.message.clone(),
+        parses,
+        torch_npu,
+        driver,
+        warnings,
+        notes,
+    }
+}
+
+/// The value under one dialect, each key with the lines that accept it.
+fn parse_report(
+    spec: &RuntimeSpec,
+    value: Option<&[u8]>,
+    dialect: Dialect,
+    installed: Option<&Version>,
+) -> DialectParse {
+    let (entries, ends_with_comma, error) = match parse(value.unwrap_or_default(), dialect, spec.keys) {
+        Ok(parsed) => (parsed.entries, parsed.ends_with_comma, None),
+        Err(error) => (Vec::new(), false, Some(error.to_string())),
+    };
+    let entries = entries
+        .into_iter()
+        .map(|entry| {
+            let since = key_table::find(spec.keys, entry.key.as_bytes()).map(|k| k.since);
+            EntryReport {
+                accepted_by: since.map_or("no torch_npu version", Since::describe),
+                installed: since.zip(installed).map(|(since, version)| versions::acceptance(version, since).name()),
+                key: entry.key,
+                value: entry.value,
+            }
+        })
+        .collect();
+    DialectParse {
+        dialect: match dialect {
+            Dialect::Strict => "strict",
+            Dialect::Lenient => "lenient",
+        },
+        description: dialect.describe(),
+        entries,
+        ends_with_comma,
+        error,
+    }
+}
+
+/// The known keys named in a value, found even where the value is broken.
+fn known_keys<'a>(spec: &'a RuntimeSpec, value: &[u8]) -> Vec<(&'a str, Since)> {
+    Dialect::ALL
+        .iter()
+        .flat_map(|&d| key_words(value, d))
+        .filter_map(|word| key_table::find(spec.keys, &word).map(|k| (k.name, k.since)))
+        .collect()
+}

@@ -1,0 +1,61 @@
+//! Allocator keys and the rules their values must follow: the vocabulary a
+//! runtime's facts are written in.
+
+/// Which torch_npu lines accept a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Since {
+    /// Every line that knows `expandable_segments` (2.1.0-6.0.rc1 on), 2.5.1 included.
+    Legacy,
+    /// Rejected by 2.5.1, accepted by 2.10.0.post4.
+    Newer,
+    /// Seen only in torch_npu's development branch.
+    Master,
+}
+
+impl Since {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Since::Legacy => "all torch_npu lines (2.5.1 included)",
+            Since::Newer => "newer torch_npu (2.10.0.post4 accepts it, 2.5.1 rejects it)",
+            Since::Master => "torch_npu development branch only",
+        }
+    }
+}
+
+/// The value rule of one key, as torch_npu checks it.
+#[derive(Clone, Copy, Debug)]
+pub enum ValueRule {
+    /// Exactly `True` or `False`.
+    Bool,
+    /// Decimal digits, strictly greater than the bound.
+    MegabytesAbove(u64),
+    /// Decimal digits within an inclusive range.
+    IntRange(u64, u64),
+    /// Decimal digits.
+    UnsignedInt,
+    /// A number with 0 < x < 1.
+    OpenFraction,
+    /// A number with 0 <= x <= 1.
+    ClosedFraction,
+    /// One literal word.
+    Literal(&'static str),
+    /// `N` (power of two or 0) or a list `[256:1,512:2,>:8]`.
+    RoundupDivisions,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct KeySpec {
+    pub name: &'static str,
+    pub rule: ValueRule,
+    pub since: Since,
+}
+
+impl KeySpec {
+    pub const fn new(name: &'static str, rule: ValueRule, since: Since) -> Self {
+        KeySpec { name, rule, since }
+    }
+}
+
+pub fn find<'a>(keys: &'a [KeySpec], name: &[u8]) -> Option<&'a KeySpec> {
+    keys.iter().find(|k| k.name.as_bytes() == name)
+}
