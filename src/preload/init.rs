@@ -3,34 +3,13 @@
 
 use super::opts::Opts;
 use super::process;
+use super::record::origin::{self, ConfigRecord};
 use super::{hooks, log, record};
 use common::allocconf::decide::{self, Action, Decision, Facts, Level, Rule};
-use common::allocconf::marker::MARKER_VAR;
-use common::runtime;
+use common::runtime::{RUNTIMES, RuntimeSpec};
 use std::sync::OnceLock;
 
-/// What the constructor saw and did, kept for the C API and recordings.
-#[derive(Clone, Debug)]
-pub struct ConfigRecord {
-    pub var: &'static str,
-    pub before: Option<Vec<u8>>,
-    pub after: Option<Vec<u8>>,
-    pub rule: &'static str,
-    pub applied: bool,
-}
-
-static CONFIG: OnceLock<ConfigRecord> = OnceLock::new();
 static OPTS: OnceLock<Opts> = OnceLock::new();
-static ARGV: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-
-/// The command line read at load (empty when disabled or unreadable).
-pub fn argv() -> &'static [Vec<u8>] {
-    ARGV.get().map_or(&[], Vec::as_slice)
-}
-
-pub fn config() -> Option<&'static ConfigRecord> {
-    CONFIG.get()
-}
 
 #[cfg(not(test))]
 #[ctor::ctor(unsafe)]
@@ -52,25 +31,12 @@ fn load() {
     if opts.disabled {
         return;
     }
-    let spec = runtime::active();
-    let argv = ARGV.get_or_init(process::argv);
-    let facts = Facts {
-        disabled: opts.disabled,
-        normalize_off: !opts.normalize,
-        secure,
-        argv: argv.clone(),
-        marker: process::getenv(MARKER_VAR),
-        specific: process::getenv(spec.conf_var),
-        generic: process::getenv(spec.generic_conf_var),
-    };
-    let decision = decide::decide(spec, &facts);
-    let applied = apply(&decision);
-    let (var, before) = match &decision.action {
-        Action::Set { var, .. } => (*var, if *var == spec.conf_var { facts.specific } else { facts.generic }),
-        _ => (spec.conf_var, facts.specific),
-    };
-    let after = if applied { process::getenv(var) } else { before.clone() };
-    let _ = CONFIG.set(ConfigRecord { var, before, after, rule: decision.rule.name(), applied });
+    let argv = process::argv();
+    // Each runtime decides on its own variables.
+    for spec in RUNTIMES {
+        normalize(spec, opts, secure, &argv);
+    }
+    origin::set_argv(argv);
     if let Some(template) = &opts.trace
         && !secure
     {
@@ -78,9 +44,32 @@ fn load() {
     }
 }
 
+/// Decides and applies one runtime's allocator variable, and keeps what was
+/// seen and done for the recordings.
+#[cfg_attr(test, allow(dead_code))]
+fn normalize(spec: &'static RuntimeSpec, opts: &Opts, secure: bool, argv: &[Vec<u8>]) {
+    let facts = Facts {
+        disabled: opts.disabled,
+        normalize_off: !opts.normalize,
+        secure,
+        argv: argv.to_vec(),
+        marker: process::getenv(spec.marker_var),
+        specific: process::getenv(spec.conf_var),
+        generic: process::getenv(spec.generic_conf_var),
+    };
+    let decision = decide::decide(spec, &facts);
+    let applied = apply(spec, &decision);
+    let (var, before) = match &decision.action {
+        Action::Set { var, .. } => (*var, if *var == spec.conf_var { facts.specific } else { facts.generic }),
+        _ => (spec.conf_var, facts.specific),
+    };
+    let after = if applied { process::getenv(var) } else { before.clone() };
+    origin::set_config(spec, ConfigRecord { var, before, after, rule: decision.rule.name(), applied });
+}
+
 /// Carries out a decision; returns whether the environment was changed.
 #[cfg_attr(test, allow(dead_code))]
-fn apply(decision: &Decision) -> bool {
+fn apply(spec: &RuntimeSpec, decision: &Decision) -> bool {
     let marker = decision.marker();
     if marker.is_none() || decision.rule == Rule::Secure {
         log::hold(decision.level, &decision.message);
@@ -106,7 +95,7 @@ fn apply(decision: &Decision) -> bool {
         return false;
     }
     if let Some(marker) = marker
-        && let Err(error) = process::setenv(MARKER_VAR, marker.render().as_bytes())
+        && let Err(error) = process::setenv(spec.marker_var, marker.render().as_bytes())
     {
         log::hold(Level::Warn, &error);
     }

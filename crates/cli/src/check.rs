@@ -6,7 +6,6 @@ use super::check_report::{DialectParse, EntryReport, Lookup, Report, Variable};
 use super::installed;
 use clap::Args;
 use common::allocconf::decide::{self, Action, Decision, Facts, Level, Verdict};
-use common::allocconf::marker::MARKER_VAR;
 use common::allocconf::parse::{key_words, parse};
 use common::allocconf::quote::quote;
 use common::allocconf::switches::{self, parse_switch};
@@ -57,7 +56,8 @@ pub struct CheckArgs {
 }
 
 pub fn check(args: CheckArgs) -> i32 {
-    let spec = runtime::active();
+    // `check` answers for the first runtime (torch_npu's variable).
+    let spec = runtime::primary();
     let mut notes = Vec::new();
     let argv: Vec<Vec<u8>> = args.command.iter().map(|a| a.as_bytes().to_vec()).collect();
     let (source, facts) = match &args.value {
@@ -103,7 +103,7 @@ fn environment_facts(spec: &RuntimeSpec, argv: Vec<Vec<u8>>, notes: &mut Vec<Str
         normalize_off,
         secure: false,
         argv,
-        marker: env(MARKER_VAR),
+        marker: env(spec.marker_var),
         specific: env(spec.conf_var),
         generic: env(spec.generic_conf_var),
     }

@@ -10,7 +10,7 @@
 //! scope) keep working for everybody. A plain wrapper would make every
 //! library's `dlsym(RTLD_NEXT, …)` resolve relative to this one.
 
-use super::{acl, real};
+use super::{hook_address, is_own_hook, real};
 use crate::preload::log;
 use common::runtime;
 use std::ffi::{CStr, c_char, c_int, c_void};
@@ -116,21 +116,18 @@ extern "C" fn decide(handle: *mut c_void, name: *const c_char, out: *mut *mut c_
 /// Index of a hooked name that has an exported hook.
 fn hooked_index(name: &CStr) -> Option<usize> {
     let bytes = name.to_bytes();
-    let spec = runtime::active();
-    if !bytes.starts_with(spec.symbol_prefix.as_bytes()) {
-        return None;
-    }
-    let index = spec.hooks.iter().position(|h| h.name.to_bytes() == bytes)?;
+    let spec = runtime::RUNTIMES.iter().find(|spec| bytes.starts_with(spec.symbol_prefix.as_bytes()))?;
+    let index = spec.first_hook + spec.hooks.iter().position(|h| h.name.to_bytes() == bytes)?;
     // Looking up the runtime's allocation calls is using the runtime: what was
     // decided at load is said now, before the caller can call anything.
     log::speak_held();
-    acl::hook_address(index).map(|_| index)
+    hook_address(index).map(|_| index)
 }
 
 /// Answers a lookup of hooked function `index`: the hook when the real
 /// function exists, NULL (as glibc would say) when it does not.
 fn lookup(handle: *mut c_void, name: &CStr, index: usize) -> Option<*mut c_void> {
-    let hook = acl::hook_address(index)?;
+    let hook = hook_address(index)?;
     if handle == libc::RTLD_DEFAULT {
         // The global scope answers the same for every caller: the main
         // program's own definition if it has one, else our export (we are
@@ -140,7 +137,7 @@ fn lookup(handle: *mut c_void, name: &CStr, index: usize) -> Option<*mut c_void>
         // runtime the caller would have got NULL.
         // SAFETY: dlsym's contract; `name` is a C string.
         let found = unsafe { real_dlsym(main_program(), name.as_ptr()) };
-        if !acl::is_own_hook(found) {
+        if !is_own_hook(found) {
             return Some(found);
         }
         return Some(if real::get(index).is_some() { hook } else { std::ptr::null_mut() });
@@ -148,7 +145,7 @@ fn lookup(handle: *mut c_void, name: &CStr, index: usize) -> Option<*mut c_void>
     // SAFETY: a lookup on the caller's handle; handle lookups do not depend on
     // who calls, so making it from here answers what the caller would get.
     let found = unsafe { real_dlsym(handle, name.as_ptr()) };
-    if found.is_null() || acl::is_own_hook(found) {
+    if found.is_null() || is_own_hook(found) {
         return Some(found);
     }
     real::offer(index, found);

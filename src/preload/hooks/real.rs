@@ -6,25 +6,34 @@
 //! RTLD_LOCAL), then `dlsym(RTLD_NEXT)`. `redhook` only does the last and
 //! panics when it fails, which is why it is not used here.
 
-use super::{acl, dlsym};
+use super::{dlsym, is_own_hook};
 use crate::preload::log;
-use common::runtime;
+use common::runtime::{self, HOOK_COUNT};
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-/// Upper bound on the number of hooked functions of any runtime.
-pub const MAX_HOOKS: usize = 32;
-
-static REAL: [AtomicPtr<c_void>; MAX_HOOKS] = [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_HOOKS];
+/// The real function of every hook of every runtime, by global index.
+static REAL: [AtomicPtr<c_void>; HOOK_COUNT] = [const { AtomicPtr::new(std::ptr::null_mut()) }; HOOK_COUNT];
 
 /// Records the real function for hook `index` if none is known yet.
 /// Returns false when the pointer is one of our own hooks.
 pub fn offer(index: usize, pointer: *mut c_void) -> bool {
-    if pointer.is_null() || acl::is_own_hook(pointer) {
+    if pointer.is_null() || is_own_hook(pointer) {
         return false;
     }
     let _ = REAL[index].compare_exchange(std::ptr::null_mut(), pointer, Ordering::AcqRel, Ordering::Acquire);
     true
+}
+
+/// The real function of hook `index` as a typed pointer.
+///
+/// # Safety
+/// `F` must be the C signature of hook `index`.
+#[inline(always)]
+pub unsafe fn typed<F: Copy>(index: usize) -> Option<F> {
+    // SAFETY: data and function pointers have the same size here; the caller
+    // guarantees the signature.
+    get(index).map(|p| unsafe { std::mem::transmute_copy::<*mut c_void, F>(&p) })
 }
 
 /// The real function of hook `index`, found on first use.
@@ -42,8 +51,8 @@ fn resolve(index: usize) -> Option<*mut c_void> {
     // The first call of a hook that `dlsym` did not hand out lands here: the
     // process uses the runtime, so what was decided at load is said now.
     log::speak_held();
-    let spec = runtime::active();
-    let name = spec.hooks[index].name;
+    let (spec, hook) = runtime::hook(index)?;
+    let name = hook.name;
     for library in spec.runtime_libraries {
         let Ok(library) = std::ffi::CString::new(*library) else { continue };
         // SAFETY: RTLD_NOLOAD never loads anything; it returns a new reference

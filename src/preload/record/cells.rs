@@ -6,8 +6,8 @@
 //! destructor), with its counts, which the next owner keeps adding to.
 
 use super::{CALLSITES, MAX_DEVICES};
-use crate::preload::hooks::real::MAX_HOOKS;
 use common::format::histogram::BUCKETS;
+use common::runtime::HOOK_COUNT;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
 /// Stripes a thread can own.
@@ -18,9 +18,9 @@ pub const SHARED: usize = 8;
 #[repr(align(128))]
 pub struct Stripe {
     owned: AtomicBool,
-    pub api_calls: [AtomicU64; MAX_HOOKS],
-    pub api_failures: [AtomicU64; MAX_HOOKS],
-    pub api_bytes: [AtomicU64; MAX_HOOKS],
+    pub api_calls: [AtomicU64; HOOK_COUNT],
+    pub api_failures: [AtomicU64; HOOK_COUNT],
+    pub api_bytes: [AtomicU64; HOOK_COUNT],
     /// Frees of pointers never seen allocated: [device, host].
     pub untracked_frees: [AtomicU64; 2],
     pub hist_count: [AtomicU64; BUCKETS],
@@ -36,9 +36,9 @@ impl Stripe {
     const fn new() -> Stripe {
         Stripe {
             owned: AtomicBool::new(false),
-            api_calls: [const { AtomicU64::new(0) }; MAX_HOOKS],
-            api_failures: [const { AtomicU64::new(0) }; MAX_HOOKS],
-            api_bytes: [const { AtomicU64::new(0) }; MAX_HOOKS],
+            api_calls: [const { AtomicU64::new(0) }; HOOK_COUNT],
+            api_failures: [const { AtomicU64::new(0) }; HOOK_COUNT],
+            api_bytes: [const { AtomicU64::new(0) }; HOOK_COUNT],
             untracked_frees: [const { AtomicU64::new(0) }; 2],
             hist_count: [const { AtomicU64::new(0) }; BUCKETS],
             hist_bytes: [const { AtomicU64::new(0) }; BUCKETS],

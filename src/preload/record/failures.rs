@@ -39,9 +39,9 @@ impl Slot {
 pub static SLOTS: [Slot; CAPACITY] = [const { Slot::new() }; CAPACITY];
 pub static SEEN: AtomicU64 = AtomicU64::new(0);
 
-/// Called inside a recording scope: the aclrtGetMemInfo call it makes is a
-/// nested hooked call and records nothing.
-pub fn record(api: usize, size: u64, code: i32, device: i32, pool: usize) {
+/// Called inside a recording scope, with the device's free and total memory
+/// as the runtime answered just now (`None` for host memory or no answer).
+pub fn record(api: usize, size: u64, code: i32, device: i32, pool: usize, mem_info: Option<(u64, u64)>) {
     let index = SEEN.fetch_add(1, AcqRel) as usize;
     let Some(slot) = SLOTS.get(index) else { return };
     slot.api.store(api, Relaxed);
@@ -50,8 +50,7 @@ pub fn record(api: usize, size: u64, code: i32, device: i32, pool: usize) {
     slot.device.store(device, Relaxed);
     let live = if pool == DEVICE { pools::device_totals().0 } else { pools::HOST.live.load(Relaxed) };
     slot.live_bytes.store(live, Relaxed);
-    let info = if pool == DEVICE { crate::preload::hooks::acl::query_mem_info() } else { None };
-    let (free, total) = info.unwrap_or((u64::MAX, u64::MAX));
+    let (free, total) = mem_info.unwrap_or((u64::MAX, u64::MAX));
     slot.device_free.store(free, Relaxed);
     slot.device_total.store(total, Relaxed);
     slot.t_ms.store(super::lifecycle::elapsed_ms(), Relaxed);

@@ -142,7 +142,16 @@ fn flusher() {
         if FINAL_WRITTEN.load(Relaxed) {
             return;
         }
-        if only_thread_left() {
+        // Read under STATE, like everything else this thread allocates: a fork
+        // waits for STATE (`before_fork`), so a child never inherits a buffer
+        // of this thread's half-done work that no thread of its owns (valgrind
+        // reported one as definitely lost in a fork child). Acted on after the
+        // lock is dropped: `exit` runs the exit handler, which takes STATE.
+        let alone = {
+            let _state = STATE.lock();
+            only_thread_left()
+        };
+        if alone {
             if EXITING.swap(true, Relaxed) {
                 // The exit handlers already run (on a thread the count did
                 // not see as live, as under valgrind): they write the final

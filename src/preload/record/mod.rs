@@ -9,6 +9,7 @@ pub mod forklock;
 pub mod lifecycle;
 pub mod live;
 pub mod objects;
+pub mod origin;
 pub mod output;
 pub mod pools;
 pub mod snapshot;
@@ -78,12 +79,23 @@ pub fn set_current_device(device: i32) {
     let _ = THREAD.try_with(|t| t.device.set(device));
 }
 
+/// What the recorder asks a runtime, supplied by that runtime's hooks with
+/// each call: the recorder itself names no runtime function.
+pub struct Queries {
+    /// This thread's device, for threads that never set one through a hook.
+    pub current_device: fn() -> Option<i32>,
+    /// Free and total device memory, for the context of a failed allocation.
+    pub mem_info: fn() -> Option<(u64, u64)>,
+}
+
 /// Proof that this is the outermost hooked call on this thread and that
 /// recording is on. Dropping it re-arms the thread.
 pub struct Scope {
     /// This thread's state; a thread-local outlives any call on its thread,
     /// and the raw pointer keeps `Scope` on this thread (!Send).
     thread: *const ThreadState,
+    /// The runtime of the hooked call.
+    queries: &'static Queries,
 }
 
 impl Scope {
@@ -114,7 +126,7 @@ impl Scope {
         if known >= 0 {
             return known;
         }
-        let device = crate::preload::hooks::acl::query_current_device().unwrap_or(0);
+        let device = (self.queries.current_device)().unwrap_or(0);
         thread.device.set(device);
         device
     }
@@ -130,14 +142,14 @@ impl Drop for Scope {
 /// Starts recording one hooked call; `None` when tracing is off or the call
 /// is nested inside another hooked call (a runtime calling itself).
 #[inline(always)]
-pub fn enter() -> Option<Scope> {
+pub fn enter(queries: &'static Queries) -> Option<Scope> {
     if !TRACING.load(Relaxed) {
         return None;
     }
     // A thread-local already destroyed (a call from a late destructor) means
     // no recording, never a panic.
     let thread = THREAD.try_with(|t| t as *const ThreadState).ok()?;
-    let scope = Scope { thread };
+    let scope = Scope { thread, queries };
     let depth = scope.thread().depth.get();
     scope.thread().depth.set(depth + 1);
     if depth != 0 {
@@ -164,7 +176,7 @@ fn guarded(body: impl FnOnce()) {
 }
 
 fn pool_of(index: usize) -> Option<usize> {
-    match runtime::active().hooks[index].class {
+    match runtime::hook(index)?.1.class {
         ApiClass::DeviceAlloc | ApiClass::DeviceFree => Some(DEVICE),
         ApiClass::HostAlloc | ApiClass::HostFree => Some(HOST),
         _ => None,
@@ -191,7 +203,8 @@ impl Scope {
             if rc != 0 {
                 lane.add(&stripe.api_failures[index], 1);
                 lane.add(&stripe.site_failures[site], 1);
-                failures::record(index, size, rc, device, pool);
+                let mem_info = if pool == DEVICE { (self.queries.mem_info)() } else { None };
+                failures::record(index, size, rc, device, pool, mem_info);
                 return;
             }
             lane.add(&stripe.api_bytes[index], size);

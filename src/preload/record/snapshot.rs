@@ -2,11 +2,11 @@
 //! (flusher thread, exit, C API), so it may allocate and ask the loader.
 
 use super::cells::{self, Stripe};
+use super::origin;
 use super::timeline::Timeline;
 use super::{CALLSITES, DEVICE, HOST, MAX_DEVICES, OTHER_DEVICE_SLOT, callsites, failures, objects, pools};
-use crate::preload::init;
 use common::format::{self, ApiCounters, Caller, Counters, Device, Failure, Recording, histogram};
-use common::runtime::{self, ApiClass};
+use common::runtime::{self, ApiClass, RuntimeSpec};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
@@ -26,7 +26,7 @@ pub fn pool_counters(pool: usize) -> Counters {
         (ApiClass::HostAlloc, ApiClass::HostFree)
     };
     let mut counters = Counters::default();
-    for (index, hook) in runtime::active().hooks.iter().enumerate() {
+    for (index, _, hook) in runtime::all_hooks() {
         let api = api_counters(index);
         if hook.class == alloc_class {
             counters.alloc_calls += api.calls - api.failures;
@@ -48,8 +48,10 @@ pub fn pool_counters(pool: usize) -> Counters {
 }
 
 fn by_api() -> BTreeMap<String, ApiCounters> {
-    let hooks = runtime::active().hooks;
-    (0..hooks.len()).map(|i| (hooks[i].name().to_owned(), api_counters(i))).filter(|(_, c)| c.calls > 0).collect()
+    runtime::all_hooks()
+        .map(|(index, _, hook)| (hook.name().to_owned(), api_counters(index)))
+        .filter(|(_, c)| c.calls > 0)
+        .collect()
 }
 
 fn histogram() -> Vec<format::Bucket> {
@@ -99,7 +101,6 @@ fn callers() -> Vec<Caller> {
 }
 
 fn failures() -> (Vec<Failure>, u64) {
-    let hooks = runtime::active().hooks;
     let seen = failures::SEEN.load(Acquire);
     let kept: Vec<Failure> = failures::SLOTS
         .iter()
@@ -108,7 +109,7 @@ fn failures() -> (Vec<Failure>, u64) {
         .map(|slot| {
             let known = |v: u64| (v != u64::MAX).then_some(v);
             Failure {
-                api: hooks.get(slot.api.load(Relaxed)).map_or("?", |h| h.name()).to_owned(),
+                api: runtime::hook(slot.api.load(Relaxed)).map_or("?", |(_, h)| h.name()).to_owned(),
                 size: slot.size.load(Relaxed),
                 code: slot.code.load(Relaxed),
                 device: slot.device.load(Relaxed),
@@ -122,9 +123,9 @@ fn failures() -> (Vec<Failure>, u64) {
     (kept, seen.saturating_sub(failures::CAPACITY as u64))
 }
 
-fn config() -> format::Config {
+fn config(spec: &'static RuntimeSpec) -> format::Config {
     let lossy = |v: &Option<Vec<u8>>| v.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
-    match init::config() {
+    match origin::config(spec) {
         Some(c) => format::Config {
             var: c.var.to_owned(),
             before: lossy(&c.before),
@@ -132,26 +133,27 @@ fn config() -> format::Config {
             rule: c.rule.to_owned(),
             applied: c.applied,
         },
-        None => format::Config { var: runtime::active().conf_var.to_owned(), ..format::Config::default() },
+        None => format::Config { var: spec.conf_var.to_owned(), ..format::Config::default() },
     }
 }
 
 pub fn build(timeline: &Timeline, is_final: bool) -> Recording {
     let (failures, failures_dropped) = failures();
     let times = super::lifecycle::times();
+    let spec = origin::recorded_runtime(|index| api_counters(index).calls > 0);
     Recording {
         schema: format::SCHEMA.to_owned(),
-        runtime: runtime::active().name.to_owned(),
+        runtime: spec.name.to_owned(),
         library_version: env!("CARGO_PKG_VERSION").to_owned(),
         pid: std::process::id(),
         // SAFETY: getppid has no preconditions.
         ppid: unsafe { libc::getppid() } as u32,
         hostname: super::lifecycle::hostname(),
-        argv: init::argv().iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect(),
+        argv: origin::argv().iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect(),
         started_unix_ms: times.started_unix_ms,
         written_unix_ms: super::lifecycle::unix_ms(),
         is_final,
-        config: config(),
+        config: config(spec),
         totals: pool_counters(DEVICE),
         totals_peak_is_upper_bound: !pools::device_totals().2,
         host: pool_counters(HOST),

@@ -10,7 +10,7 @@ use common::allocconf::parse::parse;
 use common::allocconf::quote::quote;
 use common::allocconf::tokenizer::Dialect;
 use common::format::{Failure, Recording};
-use common::runtime::{self, RuntimeSpec};
+use common::runtime::RuntimeSpec;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -119,7 +119,7 @@ pub struct Findings {
 impl Findings {
     /// Every per-process rule, on one recording and its summary.
     pub fn process(&mut self, recording: &Recording, process: &ProcessSummary) {
-        let spec = runtime::active();
+        let spec = super::runtime_of(recording);
         let state = expandable_state(spec, process);
         let mut found: Vec<Finding> = Vec::new();
         found.extend(config_findings(spec, process, &state));

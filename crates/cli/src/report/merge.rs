@@ -7,7 +7,6 @@ use super::findings::{Finding, Findings, is_torch_library};
 use super::summary::{ProcessSummary, TEXT_LIMIT};
 use super::units::truncate;
 use common::format::{ApiCounters, Bucket, Counters, Recording, histogram};
-use common::runtime;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -248,7 +247,7 @@ impl Merger {
             entry.failures = entry.failures.saturating_add(c.failures);
             entry.bytes = entry.bytes.saturating_add(c.bytes);
         }
-        let spec = runtime::active();
+        let spec = super::runtime_of(r);
         self.failures_total = self.failures_total.saturating_add(summary.failed_calls);
         for f in &r.failures {
             let out_of_memory = spec.oom_codes.contains(&f.code);

@@ -97,6 +97,12 @@ pub struct DiffArgs {
     input: InputArgs,
 }
 
+/// The runtime a recording names (its `runtime` field), which decides OOM
+/// codes, variables and wording; an unknown name is read as the first runtime.
+pub fn runtime_of(recording: &common::format::Recording) -> &'static common::runtime::RuntimeSpec {
+    common::runtime::by_name(&recording.runtime).unwrap_or_else(common::runtime::primary)
+}
+
 fn fail(error: &LoadError) -> i32 {
     eprintln!("npu-alloc-shim: {}", units::terminal_safe(&error.to_string(), 2000));
     error.kind.exit_code()

@@ -84,7 +84,7 @@ pub fn label(config: &str) -> String {
 /// (2.5.1 has only expandable_segments, max_split_size_mb and
 /// garbage_collection_threshold; 2.10 adds page_size and segment_size_mb).
 fn default_configs(own: &str, own_known: bool, line: &str) -> Vec<(String, String)> {
-    let spec = common::runtime::active();
+    let spec = common::runtime::primary();
     let facts = Facts { specific: (!own.is_empty()).then(|| own.as_bytes().to_vec()), ..Facts::default() };
     let normalized = match decide(spec, &facts).action {
         Action::Set { value, .. } => String::from_utf8_lossy(&value).into_owned(),

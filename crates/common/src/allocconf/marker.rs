@@ -5,10 +5,8 @@
 //! children follow: `kept` means "leave the configuration alone";
 //! `set:<VAR>:<hash>` means "this library wrote VAR with this value", so a
 //! child finding the same value knows it is applied, and a child finding
-//! another value knows somebody changed it on purpose.
-
-/// The marker variable.
-pub const MARKER_VAR: &str = "NPU_ALLOC_SHIM_DECISION";
+//! another value knows somebody changed it on purpose. The variable is the
+//! runtime's `marker_var`.
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Marker {

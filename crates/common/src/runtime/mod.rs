@@ -7,6 +7,7 @@
 
 pub mod keys;
 pub mod npu;
+mod table;
 
 use keys::KeySpec;
 use std::ffi::CStr;
@@ -31,11 +32,14 @@ pub enum ApiClass {
 pub struct HookSpec {
     pub name: &'static CStr,
     pub class: ApiClass,
+    /// Whether the library exports a function of this name (a `query` is
+    /// only looked up, to ask the runtime something).
+    pub exported: bool,
 }
 
 impl HookSpec {
-    pub const fn new(name: &'static CStr, class: ApiClass) -> Self {
-        HookSpec { name, class }
+    pub const fn new(name: &'static CStr, class: ApiClass, exported: bool) -> Self {
+        HookSpec { name, class, exported }
     }
 
     pub fn name(&self) -> &'static str {
@@ -52,6 +56,9 @@ pub struct RuntimeSpec {
     /// PyTorch's generic allocator variable (`PYTORCH_ALLOC_CONF`), read by newer
     /// backends when the specific one is unset.
     pub generic_conf_var: &'static str,
+    /// The library's variable that tells child processes what this one
+    /// decided (`allocconf::marker`).
+    pub marker_var: &'static str,
     /// The key this product turns on.
     pub enable_key: &'static str,
     /// The value written for `enable_key`.
@@ -62,8 +69,14 @@ pub struct RuntimeSpec {
     pub keys: &'static [KeySpec],
     /// Prefix shared by every hooked name: a cheap first test in `dlsym`.
     pub symbol_prefix: &'static str,
-    /// Every hooked function; the index in this table identifies it everywhere.
+    /// Every hooked function, in the order of the runtime's hook list.
     pub hooks: &'static [HookSpec],
+    /// The global index of `hooks[0]`: runtimes' hooks are numbered one
+    /// after the other, in `RUNTIMES` order.
+    pub first_hook: usize,
+    /// What a hook returns when the runtime has no such function (the
+    /// runtime's own "not supported" code).
+    pub unresolved_code: i32,
     /// Sonames of the runtime library, tried in order when resolving hooks.
     pub runtime_libraries: &'static [&'static str],
     /// Error codes the runtime returns when it is out of memory.
@@ -74,7 +87,66 @@ pub struct RuntimeSpec {
     pub driver_version_files: &'static [&'static str],
 }
 
-/// The runtime this build serves.
-pub fn active() -> &'static RuntimeSpec {
-    &npu::SPEC
+/// Every runtime the library serves, each with its own variables, decisions
+/// and hooks. A new runtime is a module and one entry here (and its
+/// `first_hook` follows the one before).
+pub static RUNTIMES: [&RuntimeSpec; 1] = [&npu::SPEC];
+
+/// Hooks of all runtimes together: the size of the library's tables.
+pub const HOOK_COUNT: usize = npu::HOOKS.len();
+
+/// The runtime named in messages when none is singled out: the first.
+pub fn primary() -> &'static RuntimeSpec {
+    RUNTIMES[0]
+}
+
+/// A runtime by the name its recordings carry (`"npu"`).
+pub fn by_name(name: &str) -> Option<&'static RuntimeSpec> {
+    RUNTIMES.iter().copied().find(|spec| spec.name == name)
+}
+
+/// The runtime and the facts of the hook with global index `index`.
+pub fn hook(index: usize) -> Option<(&'static RuntimeSpec, &'static HookSpec)> {
+    RUNTIMES.iter().copied().find_map(|spec| {
+        let local = index.checked_sub(spec.first_hook)?;
+        spec.hooks.get(local).map(|hook| (spec, hook))
+    })
+}
+
+/// Every hook of every runtime with its global index.
+pub fn all_hooks() -> impl Iterator<Item = (usize, &'static RuntimeSpec, &'static HookSpec)> {
+    RUNTIMES
+        .iter()
+        .copied()
+        .flat_map(|spec| spec.hooks.iter().enumerate().map(move |(i, h)| (spec.first_hook + i, spec, h)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_are_numbered_one_runtime_after_the_other() {
+        let mut next = 0;
+        for spec in RUNTIMES {
+            assert_eq!(spec.first_hook, next, "{}", spec.name);
+            next += spec.hooks.len();
+        }
+        assert_eq!(next, HOOK_COUNT);
+        for (index, spec, hook) in all_hooks() {
+            let (found_spec, found) = super::hook(index).unwrap();
+            assert_eq!((found_spec.name, found.name), (spec.name, hook.name));
+        }
+        assert!(super::hook(HOOK_COUNT).is_none());
+    }
+
+    #[test]
+    fn the_list_makes_the_indexes_and_the_table() {
+        assert_eq!(npu::api::aclrtMalloc, 0);
+        assert_eq!(npu::HOOKS[npu::api::aclrtMallocHostWithCfg].name, c"aclrtMallocHostWithCfg");
+        assert_eq!(npu::HOOKS[npu::api::aclrtFree].class, ApiClass::DeviceFree);
+        assert!(!npu::HOOKS[npu::api::aclrtGetDevice].exported);
+        assert!(npu::HOOKS[npu::api::aclrtSetDevice].exported);
+        assert_eq!(by_name("npu").map(|s| s.conf_var), Some("PYTORCH_NPU_ALLOC_CONF"));
+    }
 }

@@ -1,9 +1,10 @@
 //! Ascend NPU (torch_npu + CANN) facts. Sources: torch_npu's
 //! `NPUAllocatorConfig.cpp` and the key strings in the 2.5.1 and
-//! 2.10.0.post4 wheels, CANN's `acl_rt.h` (see docs/torch_npu-grammar.md).
+//! 2.10.0.post4 wheels (shared/notes/torch_npu-alloc-conf.md), CANN's `acl_rt.h`
+//! (shared/notes/acl-interposition.md).
 
+use super::RuntimeSpec;
 use super::keys::{KeySpec, Since, ValueRule};
-use super::{ApiClass, HookSpec, RuntimeSpec};
 
 /// Versions 2.5.1 and earlier (and 2.1.0 from 6.0.rc1 on) know these five keys.
 const LEGACY: Since = Since::Legacy;
@@ -31,47 +32,49 @@ pub static KEYS: [KeySpec; 16] = [
     KeySpec::new("large_segment_size_mb", ValueRule::UnsignedInt, Since::Master),
 ];
 
-/// Indexes into `HOOKS`, used by the hook bodies.
-pub mod api {
-    pub const MALLOC: usize = 0;
-    pub const MALLOC_ALIGN32: usize = 1;
-    pub const MALLOC_CACHED: usize = 2;
-    pub const MALLOC_WITH_CFG: usize = 3;
-    pub const FREE: usize = 4;
-    pub const MALLOC_PHYSICAL: usize = 5;
-    pub const FREE_PHYSICAL: usize = 6;
-    pub const RESERVE_MEM_ADDRESS: usize = 7;
-    pub const RELEASE_MEM_ADDRESS: usize = 8;
-    pub const MAP_MEM: usize = 9;
-    pub const UNMAP_MEM: usize = 10;
-    pub const MALLOC_HOST: usize = 11;
-    pub const MALLOC_HOST_WITH_CFG: usize = 12;
-    pub const FREE_HOST: usize = 13;
-    pub const SET_DEVICE: usize = 14;
-    pub const GET_MEM_INFO: usize = 15;
-    pub const GET_DEVICE: usize = 16;
+/// Every hooked ACL function, one line each (grammar: `table.rs`). This is
+/// the only place a hook is declared: `HOOKS` and `api` below, and the
+/// library's exported functions (`src/preload/hooks/npu.rs`), are made from
+/// it. Signatures from CANN's `acl_rt.h`; `c_int` is `aclError`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! npu_hooks {
+    ($($callback:ident)::+ ; $($with:tt)*) => {
+        $($callback)::+! { $($with)*
+            aclrtMalloc(dev_ptr: *mut *mut c_void, size: usize, policy: c_int) -> c_int = DeviceAlloc alloc(dev_ptr, size);
+            // torch_npu falls back to aclrtMalloc where a variant is missing.
+            aclrtMallocAlign32(dev_ptr: *mut *mut c_void, size: usize, policy: c_int) -> c_int
+                = DeviceAlloc alloc(dev_ptr, size) else aclrtMalloc(dev_ptr, size, policy);
+            aclrtMallocCached(dev_ptr: *mut *mut c_void, size: usize, policy: c_int) -> c_int
+                = DeviceAlloc alloc(dev_ptr, size) else aclrtMalloc(dev_ptr, size, policy);
+            aclrtMallocWithCfg(dev_ptr: *mut *mut c_void, size: usize, policy: c_int, cfg: *mut c_void) -> c_int
+                = DeviceAlloc alloc(dev_ptr, size) else aclrtMalloc(dev_ptr, size, policy);
+            aclrtFree(dev_ptr: *mut c_void) -> c_int = DeviceFree free(dev_ptr);
+            aclrtMallocPhysical(handle: *mut *mut c_void, size: usize, prop: *const c_void, flags: u64) -> c_int
+                = DeviceAlloc alloc(handle, size);
+            aclrtFreePhysical(handle: *mut c_void) -> c_int = DeviceFree free(handle);
+            aclrtReserveMemAddress(vir_ptr: *mut *mut c_void, size: usize, alignment: usize, expect_ptr: *mut c_void, flags: u64) -> c_int
+                = Mapping call(size);
+            aclrtReleaseMemAddress(vir_ptr: *mut c_void) -> c_int = Mapping call();
+            aclrtMapMem(vir_ptr: *mut c_void, size: usize, offset: usize, handle: *mut c_void, flags: u64) -> c_int
+                = Mapping call(size);
+            aclrtUnmapMem(vir_ptr: *mut c_void) -> c_int = Mapping call();
+            aclrtMallocHost(host_ptr: *mut *mut c_void, size: usize) -> c_int = HostAlloc alloc(host_ptr, size);
+            aclrtMallocHostWithCfg(ptr: *mut *mut c_void, size: u64, cfg: *mut c_void) -> c_int
+                = HostAlloc alloc(ptr, size) else aclrtMallocHost(ptr, size);
+            aclrtFreeHost(host_ptr: *mut c_void) -> c_int = HostFree free(host_ptr);
+            aclrtSetDevice(device: i32) -> c_int = Context set_device(device);
+            aclrtGetMemInfo(attr: c_int, free: *mut usize, total: *mut usize) -> c_int = Context call();
+            // Asked for a thread's device when it never set one through us.
+            aclrtGetDevice(device: *mut i32) -> c_int = Context query();
+        }
+    };
 }
 
-pub static HOOKS: [HookSpec; 17] = [
-    HookSpec::new(c"aclrtMalloc", ApiClass::DeviceAlloc),
-    HookSpec::new(c"aclrtMallocAlign32", ApiClass::DeviceAlloc),
-    HookSpec::new(c"aclrtMallocCached", ApiClass::DeviceAlloc),
-    HookSpec::new(c"aclrtMallocWithCfg", ApiClass::DeviceAlloc),
-    HookSpec::new(c"aclrtFree", ApiClass::DeviceFree),
-    HookSpec::new(c"aclrtMallocPhysical", ApiClass::DeviceAlloc),
-    HookSpec::new(c"aclrtFreePhysical", ApiClass::DeviceFree),
-    HookSpec::new(c"aclrtReserveMemAddress", ApiClass::Mapping),
-    HookSpec::new(c"aclrtReleaseMemAddress", ApiClass::Mapping),
-    HookSpec::new(c"aclrtMapMem", ApiClass::Mapping),
-    HookSpec::new(c"aclrtUnmapMem", ApiClass::Mapping),
-    HookSpec::new(c"aclrtMallocHost", ApiClass::HostAlloc),
-    HookSpec::new(c"aclrtMallocHostWithCfg", ApiClass::HostAlloc),
-    HookSpec::new(c"aclrtFreeHost", ApiClass::HostFree),
-    HookSpec::new(c"aclrtSetDevice", ApiClass::Context),
-    HookSpec::new(c"aclrtGetMemInfo", ApiClass::Context),
-    // Not exported as a hook: looked up to learn a thread's device lazily.
-    HookSpec::new(c"aclrtGetDevice", ApiClass::Context),
-];
+/// The first runtime: its hooks are numbered from 0.
+pub const FIRST_HOOK: usize = 0;
+
+crate::npu_hooks!(crate::hook_table; first = FIRST_HOOK;);
 
 /// `aclrtMemAttr` value for device HBM, as torch_npu passes to aclrtGetMemInfo.
 pub const ACL_HBM_MEM: i32 = 1;
@@ -80,12 +83,16 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     name: "npu",
     conf_var: "PYTORCH_NPU_ALLOC_CONF",
     generic_conf_var: "PYTORCH_ALLOC_CONF",
+    marker_var: "NPU_ALLOC_SHIM_DECISION",
     enable_key: "expandable_segments",
     enable_value: "True",
     conflict_keys: &["max_split_size_mb", "garbage_collection_threshold"],
     keys: &KEYS,
     symbol_prefix: "aclrt",
     hooks: &HOOKS,
+    first_hook: FIRST_HOOK,
+    // ACL_ERROR_RT_FEATURE_NOT_SUPPORT
+    unresolved_code: 207000,
     runtime_libraries: &["libascendcl.so"],
     // ACL_ERROR_RT_MEMORY_ALLOCATION, ACL_ERROR_RT_DEVICE_OOM
     oom_codes: &[207001, 207018],
