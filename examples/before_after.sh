@@ -5,7 +5,7 @@
 #
 # Installs the real torch + torch_npu wheels into a cached virtual environment
 # (scripts/torch-npu-venv.sh), builds the library (cargo build --release) and
-# the simulated Ascend runtime (tests/sim_runtime/build.sh), then runs
+# the simulated Ascend runtime (crates/cli/assets/sim_runtime/build.sh), then runs
 # examples/multimodal_workload.py as users run it today (default allocator
 # configuration) and with LD_PRELOAD of the library, nothing else changed:
 #
@@ -42,7 +42,7 @@ target=${CARGO_TARGET_DIR:-$repo/target}
 cargo build --release --quiet
 library=$target/release/libnpu_alloc_shim.so
 sim=$target/sim-runtime-$line
-tests/sim_runtime/build.sh "$sim" "$site"
+crates/cli/assets/sim_runtime/build.sh "$sim" "$site"
 
 gib_bytes() { "$python" -c "print(int(float('$1') * 2**30))"; }
 # Only what the simulated runtime needs; the allocator variables are unset so

@@ -3,7 +3,7 @@
 
 It replays the device-memory pattern of a Qwen2.5-VL-like model serving a
 seeded mix of image and video requests with continuous batching, using only
-torch.empty/del (no kernels run: on the simulated runtime of tests/sim_runtime
+torch.empty/del (no kernels run: on the simulated runtime of crates/cli/assets/sim_runtime
 device memory is never touched, only allocated):
 
 - vision tokens are counted the way Qwen2.5-VL's processor counts them:

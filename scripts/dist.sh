@@ -8,8 +8,15 @@
 #   dist/SHA256SUMS
 #
 # Each tarball holds npu-alloc-shim-<version>-<arch>/ with lib/libnpu_alloc_shim.so,
-# bin/npu-alloc-shim (which finds ../lib/ by itself), include/npu_alloc_shim.h,
-# README.md and docs/recording-format.md. Both files need at most GLIBC_2.17,
+# bin/npu-alloc-shim (which finds ../lib/ by itself; it carries the simulated
+# runtime's sources for `whatif`), include/npu_alloc_shim.h,
+# share/npu-alloc-shim/torch-npu-venv.sh (the environment `whatif` replays in),
+# README.md and docs/recording-format.md.
+#
+#   scripts/dist.sh stage BUILD_DIR STAGE_DIR
+#
+# only lays out the built files of BUILD_DIR as a tarball holds them (the
+# tests run `whatif` from such a tree). Both files need at most GLIBC_2.17,
 # so they load on every glibc distribution Ascend servers run (openEuler 20.03
 # and Kylin V10: 2.28; CentOS 7: 2.17): they are linked by cargo-zigbuild
 # against glibc 2.17's symbol list, and `objdump -T` is checked below; the
@@ -108,10 +115,32 @@ check_dlsym_versions() {
         die "$file imports dlsym (it must reach glibc's only through dlvsym)"
     fi
     readelf -d "$file" | grep -q 'Shared library: \[libdl.so.2\]' || die "$file does not need libdl.so.2 (where dlsym lives before glibc 2.34)"
-    local exported wanted
-    exported=$(nm -D --defined-only "$file" | awk '{print $3}' | sort)
-    wanted=$(sed -n '/global:/,/local:/p' src/preload/exports.map | grep -o '^[[:space:]]*[A-Za-z_0-9]*;' | tr -d ' ;' | sort)
-    [[ $exported == "$wanted" ]] || die "$file exports $(tr '\n' ' ' <<<"$exported"), not src/preload/exports.map"
+}
+
+# What a library exports. tests/exports.rs checks the native build against
+# the header and the runtimes' hook lists; here every architecture must export
+# the same, and nothing of Rust's.
+exports_of() {
+    nm -D --defined-only "$1" 2>/dev/null | awk '{print $3}' | sort
+}
+
+check_exports() {
+    local file=$1 wanted=$2 exported
+    exported=$(exports_of "$file")
+    [[ $exported == "$wanted" ]] || die "$file exports $(tr '\n' ' ' <<<"$exported"), not $(tr '\n' ' ' <<<"$wanted")"
+    if grep -Eq '^_(ZN|R)' <<<"$exported"; then die "$file exports Rust symbols"; fi
+}
+
+# The release layout of the files built into $1, in $2.
+stage() {
+    local out=$1 stage=$2
+    rm -rf "$stage"
+    install -D -m 0755 "$out/libnpu_alloc_shim.so" "$stage/lib/libnpu_alloc_shim.so"
+    install -D -m 0755 "$out/npu-alloc-shim" "$stage/bin/npu-alloc-shim"
+    install -D -m 0644 include/npu_alloc_shim.h "$stage/include/npu_alloc_shim.h"
+    install -D -m 0755 scripts/torch-npu-venv.sh "$stage/share/npu-alloc-shim/torch-npu-venv.sh"
+    install -D -m 0644 README.md "$stage/README.md"
+    install -D -m 0644 docs/recording-format.md "$stage/docs/recording-format.md"
 }
 
 # Loads the built library into the built CLI (natively or under qemu) and
@@ -140,6 +169,7 @@ main() {
     log "npu-alloc-shim $version with $("${RUSTC:-rustc}" --version), $(cargo-zigbuild --version)"
     rm -rf "$DIST"
     mkdir -p "$DIST"
+    local wanted=
     for triple in "${TARGETS[@]}"; do
         local arch=${triple%%-*} base out stage
         case $arch in
@@ -149,23 +179,21 @@ main() {
         log "building $triple against glibc $GLIBC_MAX"
         # No debug info in the artifacts; symbols stay.
         CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=debuginfo \
-            "$CARGO" zigbuild --release --locked --target "$triple.$GLIBC_MAX" --lib --bins
+            "$CARGO" zigbuild --release --locked --target "$triple.$GLIBC_MAX" \
+            -p npu-alloc-shim -p npu-alloc-shim-cli --lib --bins
         out=$CARGO_TARGET_DIR/$triple/release
         for file in "$out/libnpu_alloc_shim.so" "$out/npu-alloc-shim"; do
             [[ -f $file ]] || die "$file was not built"
             check_glibc "$file" "$arch"
         done
         check_dlsym_versions "$out/libnpu_alloc_shim.so" "$base"
+        [[ -n $wanted ]] || wanted=$(exports_of "$out/libnpu_alloc_shim.so")
+        check_exports "$out/libnpu_alloc_shim.so" "$wanted"
         smoke "$out/libnpu_alloc_shim.so" "$out/npu-alloc-shim" "$arch"
 
         local name=npu-alloc-shim-$version-$arch
         stage=$CARGO_TARGET_DIR/stage/$name
-        rm -rf "$stage"
-        install -D -m 0755 "$out/libnpu_alloc_shim.so" "$stage/lib/libnpu_alloc_shim.so"
-        install -D -m 0755 "$out/npu-alloc-shim" "$stage/bin/npu-alloc-shim"
-        install -D -m 0644 include/npu_alloc_shim.h "$stage/include/npu_alloc_shim.h"
-        install -D -m 0644 README.md "$stage/README.md"
-        install -D -m 0644 docs/recording-format.md "$stage/docs/recording-format.md"
+        stage "$out" "$stage"
         # Reproducible: fixed order, owner and times (the last commit's).
         local epoch
         epoch=$(git log -1 --format=%ct 2>/dev/null || echo 0)
@@ -178,4 +206,9 @@ main() {
     cat "$DIST/SHA256SUMS"
 }
 
-main "$@"
+if [[ ${1:-} == stage ]]; then
+    [[ $# -eq 3 ]] || die "usage: $0 stage BUILD_DIR STAGE_DIR"
+    stage "$2" "$3"
+else
+    main "$@"
+fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or reuses) a cached virtual environment with the real torch and
 # torch_npu wheels, for the tests and examples that run torch_npu's own
-# caching allocator on the simulated Ascend runtime (tests/sim_runtime/).
+# caching allocator on the simulated Ascend runtime (crates/cli/assets/sim_runtime/).
 #
 #   scripts/torch-npu-venv.sh 2.10   # torch 2.10.0 + torch-npu 2.10.0.post4 (what vllm-ascend pins)
 #   scripts/torch-npu-venv.sh 2.5    # torch 2.5.1  + torch-npu 2.5.1 (older deployments)

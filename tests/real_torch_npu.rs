@@ -1,5 +1,5 @@
 //! The real torch_npu caching allocator, on the simulated Ascend runtime of
-//! tests/sim_runtime/, for both lines: torch-npu 2.10.0.post4 (binds the
+//! crates/cli/assets/sim_runtime/, for both lines: torch-npu 2.10.0.post4 (binds the
 //! runtime through `dlsym(RTLD_DEFAULT)` when LD_PRELOAD is set) and 2.5.1
 //! (binds only through `dlsym` on its libascendcl handle).
 //!
@@ -81,7 +81,7 @@ fn prepare(name: &'static str) -> Option<Line> {
 
     let sim = support::fixture_dir().join(format!("sim-runtime-{name}"));
     let out = support::run_with_timeout(
-        Command::new(support::repo().join("tests/sim_runtime/build.sh")).arg(&sim).arg(&site),
+        Command::new(support::repo().join("crates/cli/assets/sim_runtime/build.sh")).arg(&sim).arg(&site),
         LIMIT,
     );
     assert!(out.status.success(), "sim_runtime/build.sh: {}", text(&out.stderr));
@@ -380,9 +380,7 @@ fn refused_values_left_alone(line: &Line) {
         let mut seen = Vec::new();
         for preload in [false, true] {
             let mut command = python(line, preload, &dir, &format!("{i}-{preload}"));
-            command
-                .arg(support::repo().join("tests/sim_runtime/parser_probe.py"))
-                .env("PYTORCH_NPU_ALLOC_CONF", npu_conf);
+            command.arg(support::repo().join("tests/fixtures/parser_probe.py")).env("PYTORCH_NPU_ALLOC_CONF", npu_conf);
             if let Some(alloc_conf) = alloc_conf {
                 command.env("PYTORCH_ALLOC_CONF", alloc_conf);
             }

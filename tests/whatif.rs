@@ -1,6 +1,6 @@
 //! `npu-alloc-shim whatif`: snapshot reading that never runs code from the
 //! file, the refusals, and the fidelity of the replay on the real torch_npu
-//! allocator (simulated Ascend runtime, tests/sim_runtime/).
+//! allocator (simulated Ascend runtime, crates/cli/assets/sim_runtime/).
 //!
 //! Fidelity: the workload (examples/multimodal_workload.py) is recorded as a
 //! memory snapshot under configuration A (torch_npu's default) on a 64 GiB
@@ -200,7 +200,9 @@ fn prepare(name: &'static str) -> Option<Line> {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let sim = support::fixture_dir().join(format!("whatif-sim-runtime-{name}"));
     let out = support::run_with_timeout(
-        Command::new(support::repo().join("tests/sim_runtime/build.sh")).arg(&sim).arg(text(&out.stdout).trim()),
+        Command::new(support::repo().join("crates/cli/assets/sim_runtime/build.sh"))
+            .arg(&sim)
+            .arg(text(&out.stdout).trim()),
         LIMIT,
     );
     assert!(out.status.success(), "sim_runtime/build.sh: {}", text(&out.stderr));
@@ -346,6 +348,61 @@ fn fidelity_torch_npu_2_5() {
     if let Some(line) = line("2.5") {
         fidelity(line);
     }
+}
+
+/// `whatif` from the release layout (`scripts/dist.sh stage`, what the
+/// tarball holds), run outside the checkout with an empty cache: it builds the
+/// simulated runtime from the sources it carries, and a missing environment
+/// names the script the release ships.
+#[test]
+fn whatif_works_from_the_release_layout_without_the_checkout() {
+    let Some(line) = line("2.10") else { return };
+    let dir = scratch("release");
+    let stage = dir.join("npu-alloc-shim");
+    let built = support::cli().parent().expect("target/<profile>").to_path_buf();
+    let _ = support::library();
+    let out = support::run_with_timeout(
+        Command::new("bash")
+            .arg(support::repo().join("scripts/dist.sh"))
+            .arg("stage")
+            .arg(&built)
+            .arg(&stage)
+            .current_dir(support::repo()),
+        LIMIT,
+    );
+    assert!(out.status.success(), "dist.sh stage: {}", text(&out.stderr));
+    let snapshot = dir.join("small.pickle");
+    let script = "import pickle,sys
+M=1<<20
+e=lambda a,ad,s:{'action':a,'addr':ad,'size':s,'stream':0,'frames':[]}
+pickle.dump({'segments':[],'device_traces':[[e('alloc',1,8*M),e('alloc',2,24*M),e('free_requested',1,8*M),
+ e('free_completed',1,8*M)]]},open(sys.argv[1],'wb'),protocol=4)";
+    let out = support::run_with_timeout(Command::new(&line.python).args(["-c", script]).arg(&snapshot), LIMIT);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cache = dir.join("empty-cache");
+    let cli = stage.join("bin/npu-alloc-shim");
+    let mut command = support::clean_command(&cli);
+    command
+        .current_dir(&dir)
+        .env("NPU_ALLOC_SHIM_VENV_CACHE", &cache)
+        .arg("whatif")
+        .arg(&snapshot)
+        .args(["--config", "", "--json", "--device-gb", "1", "--python"])
+        .arg(&line.python);
+    let out = support::run_with_timeout(&mut command, LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["runs"][0]["devices"][0]["outcome"], "completed", "{report}");
+    assert!(cache.join("sim-runtime-2.10/libascendcl.so").is_file(), "built from the carried sources");
+    let leftovers: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(leftovers, vec![std::ffi::OsString::from("sim-runtime-2.10")], "the sources were cleaned up");
+    // Without an environment it says how to make one, with the shipped script.
+    let mut command = support::clean_command(&cli);
+    command.current_dir(&dir).env("NPU_ALLOC_SHIM_VENV_CACHE", &cache).arg("whatif").arg(&snapshot);
+    let out = support::run_with_timeout(&mut command, LIMIT);
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out.stderr));
+    let shipped = stage.join("share/npu-alloc-shim/torch-npu-venv.sh");
+    assert!(text(&out.stderr).contains(&format!("create it with {} 2.10", shipped.display())), "{}", text(&out.stderr));
 }
 
 /// A hand-made snapshot with what the workload lacks: blocks live before

@@ -238,8 +238,9 @@ fn config_findings(spec: &RuntimeSpec, process: &ProcessSummary, state: &Expanda
                     "the allocator setting rules out expandable segments",
                 )
                 .detail(format!(
-                    "{var}={value} sets {named}, which torch_npu refuses together with {pair}, so the library \
-                         left it alone and segments stay fixed"
+                    "{var}={value} sets {named}, which {framework} refuses together with {pair}, so the library \
+                         left it alone and segments stay fixed",
+                    framework = spec.framework
                 ))
                 .advice(format!(
                     "{suggestion}: {named} only works around the fragmentation that expandable segments remove"
@@ -248,10 +249,11 @@ fn config_findings(spec: &RuntimeSpec, process: &ProcessSummary, state: &Expanda
         }
         "invalid" => found.push(
             Finding::new("config-invalid", Severity::Warning, "the allocator setting does not parse")
-                .detail(format!("{var}={value} does not parse or names a key torch_npu does not know"))
+                .detail(format!("{var}={value} does not parse or names a key {} does not know", spec.framework))
                 .advice(format!(
-                    "torch_npu refuses it at the first allocation; `npu-alloc-shim check {value}` shows where it \
-                     breaks. Once it parses, the library adds {pair}"
+                    "{} refuses it at the first allocation; `npu-alloc-shim check {value}` shows where it \
+                     breaks. Once it parses, the library adds {pair}",
+                    spec.framework
                 )),
         ),
         "both-set" => found.push(
@@ -261,8 +263,8 @@ fn config_findings(spec: &RuntimeSpec, process: &ProcessSummary, state: &Expanda
                     spec.conf_var, spec.generic_conf_var
                 ))
                 .advice(format!(
-                    "set only {} (newer torch_npu refuses both, older ones ignore {})",
-                    spec.conf_var, spec.generic_conf_var
+                    "set only {} (newer {} refuses both, older ones ignore {})",
+                    spec.conf_var, spec.framework, spec.generic_conf_var
                 )),
         ),
         "memory-pool" => found.push(
@@ -293,17 +295,18 @@ fn expandable_not_used(spec: &RuntimeSpec, process: &ProcessSummary, state: &Exp
     Some(
         Finding::new("expandable-not-used", Severity::Warning, "expandable segments were requested but not used")
             .detail(format!(
-                "{}={} but the process never called aclrtMallocPhysical; it allocated {} distinct large sizes \
+                "{}={} but the process never called {}; it allocated {} distinct large sizes \
                  (from {}) with plain allocations instead",
                 process.config.var,
                 shown(process.config.after.as_deref()),
+                spec.segment_alloc_api,
                 process.large_sizes,
                 bytes(LARGE_SIZE)
             ))
             .advice(format!(
-                "this torch_npu or driver predates expandable segments, or another library holds the memory; \
+                "this {} or driver predates expandable segments, or another library holds the memory; \
                  `npu-alloc-shim check` on that host prints both versions and what they accept ({})",
-                spec.enable_key
+                spec.framework, spec.enable_key
             ))
             .weight(process.large_sizes as u64),
     )
@@ -524,13 +527,14 @@ fn recording_findings(process: &ProcessSummary) -> Vec<Finding> {
     found
 }
 
-/// Torch's own libraries; every other caller allocates outside its caching allocator.
+/// Torch's own libraries (and any runtime's torch backend, e.g. torch_npu);
+/// every other caller allocates outside its caching allocator.
 pub fn is_torch_library(path: &str) -> bool {
     let name = basename(path);
-    path.contains("/torch_npu/")
-        || name.contains("torch_npu")
-        || name.starts_with("libtorch")
-        || name.starts_with("libc10")
+    let backend = common::runtime::RUNTIMES
+        .iter()
+        .any(|spec| path.contains(&format!("/{}/", spec.framework)) || name.contains(spec.framework));
+    backend || name.starts_with("libtorch") || name.starts_with("libc10")
 }
 
 /// Memory allocated by libraries other than torch's caching allocator.

@@ -114,7 +114,10 @@ impl ProcessSummary {
             host: r.host,
             devices,
             device,
-            physical_allocations: r.by_api.get("aclrtMallocPhysical").map_or(0, |a| a.calls.saturating_sub(a.failures)),
+            physical_allocations: r
+                .by_api
+                .get(super::runtime_of(r).segment_alloc_api)
+                .map_or(0, |a| a.calls.saturating_sub(a.failures)),
             large_sizes: buckets.len(),
             growth: growth(&timeline),
             failed_calls: r.totals.failed_calls.saturating_add(r.host.failed_calls),

@@ -10,6 +10,7 @@ mod html;
 mod outcome;
 mod pickle;
 mod replay;
+mod sim_sources;
 mod snapshot;
 mod text;
 
@@ -63,7 +64,7 @@ pub struct WhatifArgs {
     #[arg(long, value_name = "PATH")]
     python: Option<PathBuf>,
     /// A directory with the simulated runtime (default: built into the cache
-    /// from tests/sim_runtime/).
+    /// from the sources this program carries; needs a C compiler).
     #[arg(long, value_name = "DIR")]
     sim_runtime: Option<PathBuf>,
     /// Print the report as one JSON object instead of text.

@@ -5,6 +5,7 @@
 //! configuration under test in PYTORCH_NPU_ALLOC_CONF (or none, for the
 //! default), so what is measured is torch_npu's own allocator.
 
+use super::sim_sources;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, IsTerminal};
@@ -19,6 +20,16 @@ pub struct Environment {
     pub sim_runtime: PathBuf,
 }
 
+/// The runtime the simulated one stands in for: the replays are torch_npu's.
+fn spec() -> &'static common::runtime::RuntimeSpec {
+    &common::runtime::npu::SPEC
+}
+
+/// The file the simulated runtime is built as (`libascendcl.so`).
+fn runtime_library() -> &'static str {
+    spec().runtime_libraries[0]
+}
+
 fn cache_dir() -> PathBuf {
     match std::env::var_os("NPU_ALLOC_SHIM_VENV_CACHE") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
@@ -27,7 +38,7 @@ fn cache_dir() -> PathBuf {
 }
 
 /// The venv's Python and the simulated runtime for `line`, building the
-/// runtime (tests/sim_runtime/build.sh, seconds) into the cache when absent.
+/// runtime (from the sources in `sim_sources`, seconds) into the cache when absent.
 pub fn environment(line: &str, python: Option<PathBuf>, sim: Option<PathBuf>) -> Result<Environment, String> {
     let python = match python {
         Some(python) => python,
@@ -35,8 +46,9 @@ pub fn environment(line: &str, python: Option<PathBuf>, sim: Option<PathBuf>) ->
             let venv = cache_dir().join(format!("venv-{line}"));
             if !venv.join(".npu-alloc-shim-complete").exists() {
                 return Err(format!(
-                    "no torch_npu {line} environment at {} (create it with scripts/torch-npu-venv.sh {line}, or pass --python)",
-                    venv.display()
+                    "no torch_npu {line} environment at {} (create it with {} {line}, or pass --python)",
+                    venv.display(),
+                    sim_sources::venv_script()
                 ));
             }
             venv.join("bin/python")
@@ -46,29 +58,38 @@ pub fn environment(line: &str, python: Option<PathBuf>, sim: Option<PathBuf>) ->
         Some(dir) => dir,
         None => {
             let dir = cache_dir().join(format!("sim-runtime-{line}"));
-            if !dir.join("libascendcl.so").exists() {
+            if !dir.join(runtime_library()).exists() {
                 build_sim(&python, &dir)?;
             }
             dir
         }
     };
-    if !sim_runtime.join("libascendcl.so").exists() {
-        return Err(format!("no simulated runtime (libascendcl.so) in {}", sim_runtime.display()));
+    if !sim_runtime.join(runtime_library()).exists() {
+        return Err(format!("no simulated runtime ({}) in {}", runtime_library(), sim_runtime.display()));
     }
     Ok(Environment { python, sim_runtime })
 }
 
 fn build_sim(python: &Path, dir: &Path) -> Result<(), String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sim_runtime/build.sh");
-    if !script.exists() {
-        return Err(format!("no simulated runtime: pass --sim-runtime DIR ({} is not here)", script.display()));
-    }
+    // The sources come from the CLI itself, written next to the cache entry.
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let name = dir.file_name().map_or_else(|| "sim-runtime".into(), |n| n.to_string_lossy().into_owned());
+    let sources = parent.join(format!(".{name}.src.{}", std::process::id()));
+    let built = sim_sources::write(&sources)
+        .map_err(|e| format!("{}: {e}", sources.display()))
+        .and_then(|script| run_build(&script, python, dir));
+    let _ = std::fs::remove_dir_all(&sources);
+    built
+}
+
+fn run_build(script: &Path, python: &Path, dir: &Path) -> Result<(), String> {
     let out = Command::new(python)
         .args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
         .output()
         .map_err(|e| format!("{}: {e}", python.display()))?;
     let site = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let out = Command::new(&script).arg(dir).arg(&site).output().map_err(|e| format!("{}: {e}", script.display()))?;
+    let out = Command::new(script).arg(dir).arg(&site).output().map_err(|e| format!("{}: {e}", script.display()))?;
     if !out.status.success() {
         return Err(format!("building the simulated runtime failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
@@ -136,13 +157,13 @@ impl Runner<'_> {
             // Neither the library nor the caller's own allocator settings may
             // change what is measured.
             .env_remove("LD_PRELOAD")
-            .env_remove("PYTORCH_ALLOC_CONF")
-            .env_remove("PYTORCH_NPU_ALLOC_CONF")
+            .env_remove(spec().generic_conf_var)
+            .env_remove(spec().conf_var)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if !config.is_empty() {
-            command.env("PYTORCH_NPU_ALLOC_CONF", config);
+            command.env(spec().conf_var, config);
         }
         bar.message(&super::label(config));
         let mut child = command.spawn().map_err(|e| format!("{}: {e}", self.env.python.display()))?;

@@ -156,8 +156,8 @@ fn decide_variables(spec: &RuntimeSpec, facts: &Facts) -> Decision {
     match (&facts.specific, &facts.generic) {
         (Some(_), Some(_)) => {
             let message = format!(
-                "both {} and {} are set; newer torch_npu refuses that, older ones ignore {}: left alone, set only one of them",
-                spec.conf_var, spec.generic_conf_var, spec.generic_conf_var
+                "both {} and {} are set; newer {} refuses that, older ones ignore {}: left alone, set only one of them",
+                spec.conf_var, spec.generic_conf_var, spec.framework, spec.generic_conf_var
             );
             Decision::new(Rule::BothSet, Keep, Level::Warn, message)
         }
@@ -244,9 +244,10 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
     }
     if let Some(conflict) = spec.conflict_keys.iter().find(|c| keys.iter().any(|k| k == c.as_bytes())) {
         let message = format!(
-            "{var}={shown} sets {conflict}, which torch_npu refuses together with {pair}: left alone. \
+            "{var}={shown} sets {conflict}, which {framework} refuses together with {pair}: left alone. \
              Expandable segments avoid the fragmentation {conflict} works around; to use them, remove {conflict} \
-             (or set NPU_ALLOC_SHIM_NORMALIZE=0 to silence this)"
+             (or set NPU_ALLOC_SHIM_NORMALIZE=0 to silence this)",
+            framework = spec.framework
         );
         return Decision::new(Rule::Conflict, Action::Keep, Level::Warn, message);
     }
@@ -275,7 +276,7 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
     }
     let mut message = format!("{var}={} (was {shown})", quote(&new_value, MESSAGE_LIMIT + pair.len() + 1));
     if let Err(error) = parse(value, Dialect::Strict, spec.keys) {
-        message.push_str(&format!("; note: older torch_npu rejects this value already ({error})"));
+        message.push_str(&format!("; note: older {} rejects this value already ({error})", spec.framework));
     }
     Decision::new(Rule::Append, Action::Set { var, value: new_value }, Level::Info, message)
 }

@@ -51,6 +51,12 @@ impl HookSpec {
 pub struct RuntimeSpec {
     /// Short name used in messages and recordings ("npu").
     pub name: &'static str,
+    /// The PyTorch backend package whose allocator reads the variables, as
+    /// messages name it ("torch_npu").
+    pub framework: &'static str,
+    /// The call expandable segments get their memory with (physical memory
+    /// mapped into reserved ranges): a process that made none did not use them.
+    pub segment_alloc_api: &'static str,
     /// The runtime-specific allocator variable (`PYTORCH_NPU_ALLOC_CONF`).
     pub conf_var: &'static str,
     /// PyTorch's generic allocator variable (`PYTORCH_ALLOC_CONF`), read by newer

@@ -81,6 +81,8 @@ pub const ACL_HBM_MEM: i32 = 1;
 
 pub static SPEC: RuntimeSpec = RuntimeSpec {
     name: "npu",
+    framework: "torch_npu",
+    segment_alloc_api: "aclrtMallocPhysical",
     conf_var: "PYTORCH_NPU_ALLOC_CONF",
     generic_conf_var: "PYTORCH_ALLOC_CONF",
     marker_var: "NPU_ALLOC_SHIM_DECISION",

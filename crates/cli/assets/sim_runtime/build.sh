@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the simulated Ascend runtime for one installed torch_npu:
 #
-#   tests/sim_runtime/build.sh OUTDIR SITE_PACKAGES
+#   crates/cli/assets/sim_runtime/build.sh OUTDIR SITE_PACKAGES
 #
 # OUTDIR gets libascendcl.so (sim_acl.c + the stubs gen_stubs.py generates
 # from SITE_PACKAGES/torch_npu) and every other CANN library name torch_npu
