@@ -1,5 +1,7 @@
-//! Facts about the host process, read with libc only (no std locks: this runs
-//! before `main`, and from `dlopen` in processes that are already busy).
+//! Facts about the host process. The environment is read and written with
+//! libc's `getenv`/`setenv`, not std's, whose lock a host thread could hold
+//! (this runs before `main`, and from `dlopen` in processes that are already
+//! busy); files under /proc are read with `std::fs`, which takes no lock.
 
 use std::ffi::{CStr, CString};
 
