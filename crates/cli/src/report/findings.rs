@@ -207,23 +207,15 @@ fn config_findings(spec: &RuntimeSpec, process: &ProcessSummary, state: &Expanda
     match config.rule.as_str() {
         "conflict" => {
             let before = config.before.as_deref().unwrap_or("");
-            let conflicts: Vec<&str> = spec
-                .conflict_keys
-                .iter()
-                .copied()
-                .filter(|key| {
-                    Dialect::ALL.iter().any(|&d| {
-                        common::allocconf::parse::key_words(before.as_bytes(), d).iter().any(|k| k == key.as_bytes())
-                    })
-                })
-                .collect();
+            let conflicts: Vec<&str> =
+                common::allocconf::decide::conflicts_in(spec, before.as_bytes()).iter().map(|c| c.key).collect();
             let named = if conflicts.is_empty() { "a key".to_owned() } else { conflicts.join(" and ") };
             let suggestion = match parse(before.as_bytes(), Dialect::Lenient, spec.keys) {
                 Ok(parsed) => {
                     let mut kept: Vec<String> = parsed
                         .entries
                         .iter()
-                        .filter(|e| !spec.conflict_keys.contains(&e.key.as_str()))
+                        .filter(|e| !conflicts.contains(&e.key.as_str()))
                         .map(|e| format!("{}:{}", e.key, e.value))
                         .collect();
                     kept.push(pair.clone());

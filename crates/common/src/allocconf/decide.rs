@@ -8,6 +8,7 @@ use super::quote::{MESSAGE_LIMIT, quote};
 use super::sleep::memory_pool_flag;
 use super::tokenizer::Dialect;
 use crate::runtime::RuntimeSpec;
+use crate::runtime::keys::Conflict;
 
 /// What the process looks like to the constructor.
 #[derive(Clone, Debug, Default)]
@@ -150,6 +151,26 @@ pub fn decide(spec: &RuntimeSpec, facts: &Facts) -> Decision {
     decide_variables(spec, facts)
 }
 
+/// The runtime's conflicts that `value` sets: a key-only conflict when its
+/// key appears (in either dialect, even if the value does not parse), a
+/// value conflict when the value parses and gives the key one of its values.
+pub fn conflicts_in(spec: &RuntimeSpec, value: &[u8]) -> Vec<&'static Conflict> {
+    let keys: Vec<Vec<u8>> = Dialect::ALL.iter().flat_map(|&d| key_words(value, d)).collect();
+    let parsed = parse(value, Dialect::Lenient, spec.keys).ok();
+    spec.conflicts
+        .iter()
+        .filter(|conflict| {
+            if conflict.values.is_empty() {
+                keys.iter().any(|k| k == conflict.key.as_bytes())
+            } else {
+                parsed.as_ref().is_some_and(|p| {
+                    p.entries.iter().any(|e| e.key == conflict.key && conflict.values.contains(&e.value.as_str()))
+                })
+            }
+        })
+        .collect()
+}
+
 /// Rules 4 to 9: what the values of the allocator variables call for.
 fn decide_variables(spec: &RuntimeSpec, facts: &Facts) -> Decision {
     use Action::Keep;
@@ -242,7 +263,7 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
             }
         };
     }
-    if let Some(conflict) = spec.conflict_keys.iter().find(|c| keys.iter().any(|k| k == c.as_bytes())) {
+    if let Some(conflict) = conflicts_in(spec, value).first().map(|c| c.key) {
         let message = format!(
             "{var}={shown} sets {conflict}, which {framework} refuses together with {pair}: left alone. \
              Expandable segments avoid the fragmentation {conflict} works around; to use them, remove {conflict} \
@@ -330,6 +351,25 @@ mod tests {
             set_value(&d),
             Some(("PYTORCH_NPU_ALLOC_CONF", "pin_memory_expandable_segments:True,expandable_segments:True".into()))
         );
+    }
+
+    #[test]
+    fn a_conflict_can_hang_on_a_value() {
+        use crate::runtime::keys::{Conflict, KeySpec, Since, ValueRule};
+        static KEYS: [KeySpec; 2] = [
+            KeySpec::new("expandable_segments", ValueRule::Bool, Since::Legacy),
+            KeySpec::new("backend", ValueRule::OneOf(&["native", "cudaMallocAsync"]), Since::Legacy),
+        ];
+        static CONFLICTS: [Conflict; 1] = [Conflict::values("backend", &["cudaMallocAsync"], Since::Legacy)];
+        let spec = RuntimeSpec { keys: &KEYS, conflicts: &CONFLICTS, ..SPEC };
+        assert_eq!(decide(&spec, &facts(Some("backend:cudaMallocAsync"))).rule, Rule::Conflict);
+        let native = decide(&spec, &facts(Some("backend:native")));
+        assert_eq!(native.rule, Rule::Append);
+        assert_eq!(
+            set_value(&native),
+            Some(("PYTORCH_NPU_ALLOC_CONF", "backend:native,expandable_segments:True".into()))
+        );
+        assert_eq!(decide(&spec, &facts(Some("backend:other"))).rule, Rule::Invalid);
     }
 
     #[test]

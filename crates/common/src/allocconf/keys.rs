@@ -51,11 +51,32 @@ pub fn check_scalar(rule: ValueRule, key: &str, text: &[u8]) -> Result<(), Strin
                 Err(format!("{key} only accepts \"{word}\" (got \"{shown}\")"))
             }
         }
+        ValueRule::OneOf(words) => {
+            if words.iter().any(|w| text == w.as_bytes()) {
+                Ok(())
+            } else {
+                Err(format!("{key} must be one of {} (got \"{shown}\")", words.join(", ")))
+            }
+        }
         ValueRule::RoundupDivisions => match digits(text) {
             Some(v) if v == 0 || v.is_power_of_two() => Ok(()),
             _ => Err(format!(
                 "For roundups, the divisions has to be power of 2 or 0 to disable roundup (got \"{shown}\")"
             )),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_of_accepts_exactly_its_words() {
+        let rule = ValueRule::OneOf(&["native", "cudaMallocAsync"]);
+        assert!(check_scalar(rule, "backend", b"native").is_ok());
+        assert!(check_scalar(rule, "backend", b"cudaMallocAsync").is_ok());
+        let refused = check_scalar(rule, "backend", b"Native").unwrap_err();
+        assert_eq!(refused, "backend must be one of native, cudaMallocAsync (got \"Native\")");
     }
 }

@@ -39,6 +39,8 @@ pub enum ValueRule {
     ClosedFraction,
     /// One literal word.
     Literal(&'static str),
+    /// One of these words (CUDA's `backend:native|cudaMallocAsync`).
+    OneOf(&'static [&'static str]),
     /// `N` (power of two or 0) or a list `[256:1,512:2,>:8]`.
     RoundupDivisions,
 }
@@ -58,4 +60,28 @@ impl KeySpec {
 
 pub fn find<'a>(keys: &'a [KeySpec], name: &[u8]) -> Option<&'a KeySpec> {
     keys.iter().find(|k| k.name.as_bytes() == name)
+}
+
+/// A key the allocator refuses together with the key this product turns on.
+#[derive(Clone, Copy, Debug)]
+pub struct Conflict {
+    pub key: &'static str,
+    /// The values that conflict; empty: every value.
+    pub values: &'static [&'static str],
+    /// The lines that refuse the combination. A decision at load cannot know
+    /// the installed line and leaves every conflict alone; `check`, which
+    /// knows it, says whether the installed line refuses it.
+    pub since: Since,
+}
+
+impl Conflict {
+    /// A key that conflicts whatever its value.
+    pub const fn key(key: &'static str, since: Since) -> Self {
+        Conflict { key, values: &[], since }
+    }
+
+    /// A key that conflicts with some of its values only.
+    pub const fn values(key: &'static str, values: &'static [&'static str], since: Since) -> Self {
+        Conflict { key, values, since }
+    }
 }

@@ -9,7 +9,7 @@ pub mod keys;
 pub mod npu;
 mod table;
 
-use keys::KeySpec;
+use keys::{Conflict, KeySpec};
 use std::ffi::CStr;
 
 /// What a hooked function does, which decides how a call is recorded.
@@ -69,8 +69,8 @@ pub struct RuntimeSpec {
     pub enable_key: &'static str,
     /// The value written for `enable_key`.
     pub enable_value: &'static str,
-    /// Keys that the allocator refuses to combine with `enable_key`.
-    pub conflict_keys: &'static [&'static str],
+    /// Keys (or values of keys) the allocator refuses to combine with `enable_key`.
+    pub conflicts: &'static [Conflict],
     /// Every key any known version of the backend accepts, with its value rule.
     pub keys: &'static [KeySpec],
     /// Prefix shared by every hooked name: a cheap first test in `dlsym`.

@@ -4,7 +4,7 @@
 //! (shared/notes/acl-interposition.md).
 
 use super::RuntimeSpec;
-use super::keys::{KeySpec, Since, ValueRule};
+use super::keys::{Conflict, KeySpec, Since, ValueRule};
 
 /// Versions 2.5.1 and earlier (and 2.1.0 from 6.0.rc1 on) know these five keys.
 const LEGACY: Since = Since::Legacy;
@@ -88,7 +88,8 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     marker_var: "NPU_ALLOC_SHIM_DECISION",
     enable_key: "expandable_segments",
     enable_value: "True",
-    conflict_keys: &["max_split_size_mb", "garbage_collection_threshold"],
+    // NPUCachingAllocator refuses expandable segments with either (2.1.0-6.0.rc1 on).
+    conflicts: &[Conflict::key("max_split_size_mb", LEGACY), Conflict::key("garbage_collection_threshold", LEGACY)],
     keys: &KEYS,
     symbol_prefix: "aclrt",
     hooks: &HOOKS,
