@@ -10,9 +10,9 @@ use common::allocconf::parse::{key_words, parse};
 use common::allocconf::quote::quote;
 use common::allocconf::switches::{self, parse_switch};
 use common::allocconf::tokenizer::Dialect;
-use common::allocconf::versions::{self, Version};
 use common::runtime::keys::{self as key_table, Since};
 use common::runtime::{self, RuntimeSpec};
+use common::version::Version;
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
@@ -66,7 +66,7 @@ pub fn check(args: CheckArgs) -> i32 {
     };
     let decision = decide::decide(spec, &facts);
     let torch_npu: Lookup = installed::torch_npu(&args.python, spec.python_package).into();
-    let driver: Lookup = installed::driver(args.driver_version_file.as_deref(), spec.driver_version_files).into();
+    let driver: Lookup = installed::driver(args.driver_version_file.as_deref(), spec).into();
     let report = build(spec, source, &facts, &decision, torch_npu, driver, notes);
     if args.json {
         println!("{}", report.to_json());
@@ -150,8 +150,8 @@ fn build(
     let mut warnings = Vec::new();
     if let Some(version) = installed_torch_npu {
         let keys = known_keys(spec, value.unwrap_or_default());
-        warnings.extend(versions::torch_npu_warnings(version, &keys));
-        if name == spec.generic_conf_var && !versions::torch_npu_reads_generic_variable(version) {
+        warnings.extend((spec.versions.framework_warnings)(version, &keys));
+        if name == spec.generic_conf_var && !(spec.versions.reads_generic_variable)(version) {
             warnings.push(format!(
                 "torch_npu {} reads only {}: {name} has no effect there, with or without the library; \
                  set {} instead",
@@ -162,7 +162,7 @@ fn build(
         }
     }
     if let Some(version) = driver.found.as_ref().and_then(|f| f.parsed.as_ref()) {
-        warnings.extend(versions::driver_warnings(version));
+        warnings.extend((spec.versions.driver_warnings)(version));
     }
     let verdict = decision.verdict();
     Report {
@@ -216,7 +216,9 @@ fn parse_report(
             let since = key_table::find(spec.keys, entry.key.as_bytes()).map(|k| k.since);
             EntryReport {
                 accepted_by: since.map_or("no torch_npu version", Since::describe),
-                installed: since.zip(installed).map(|(since, version)| versions::acceptance(version, since).name()),
+                installed: since
+                    .zip(installed)
+                    .map(|(since, version)| (spec.versions.acceptance)(version, since).name()),
                 key: entry.key,
                 value: entry.value,
             }

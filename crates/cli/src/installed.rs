@@ -2,7 +2,8 @@
 //! versions for `check`. Nothing here fails the command: each lookup returns
 //! what it found or why it found nothing.
 
-use common::allocconf::versions::{self, Version};
+use common::runtime::RuntimeSpec;
+use common::version::Version;
 use serde::Serialize;
 use std::ffi::OsStr;
 use std::io::Read;
@@ -99,9 +100,10 @@ pub fn torch_npu(python: &OsStr, package: &str) -> Result<Found, String> {
     }
 }
 
-/// The Ascend driver version from `explicit`, else the first default file
-/// that exists.
-pub fn driver(explicit: Option<&Path>, defaults: &[&str]) -> Result<Found, String> {
+/// The driver version from `explicit`, else the first of the runtime's
+/// version files that exists.
+pub fn driver(explicit: Option<&Path>, spec: &RuntimeSpec) -> Result<Found, String> {
+    let defaults = spec.driver_version_files;
     let path = match explicit {
         Some(path) => path,
         None => defaults
@@ -112,6 +114,7 @@ pub fn driver(explicit: Option<&Path>, defaults: &[&str]) -> Result<Found, Strin
     };
     let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let text = String::from_utf8_lossy(&text);
-    let version = versions::driver_version(&text).ok_or_else(|| format!("{}: no Version= line", path.display()))?;
+    let version =
+        (spec.versions.driver_version)(&text).ok_or_else(|| format!("{}: no Version= line", path.display()))?;
     Ok(Found { version: version.as_str().to_owned(), source: path.display().to_string(), parsed: Some(version) })
 }

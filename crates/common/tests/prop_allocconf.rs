@@ -478,8 +478,8 @@ fn no_panic_on_any_bytes() {
         let _ = allocconf::sleep::memory_pool_flag(&argv);
         let _ = allocconf::switches::parse_switch(&value);
         let _ = allocconf::quote::quote(&value, 7);
-        let _ = allocconf::versions::Version::parse(&String::from_utf8_lossy(&value));
-        let _ = allocconf::versions::driver_version(&String::from_utf8_lossy(&value));
+        let _ = common::version::Version::parse(&String::from_utf8_lossy(&value));
+        let _ = common::runtime::npu::versions::driver_version(&String::from_utf8_lossy(&value));
         let all = Facts { disabled, normalize_off, secure, argv, marker, specific: Some(value), generic };
         let decision = decide::decide(&SPEC, &all);
         let _ = (decision.verdict(), decision.marker().map(|m| m.render()));

@@ -10,4 +10,3 @@ pub mod quote;
 pub mod sleep;
 pub mod switches;
 pub mod tokenizer;
-pub mod versions;

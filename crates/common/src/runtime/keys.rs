@@ -85,3 +85,23 @@ impl Conflict {
         Conflict { key, values, since }
     }
 }
+
+/// How an installed version of the framework treats a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acceptance {
+    Accepted,
+    /// Known to be refused ("Unrecognized CachingAllocator option").
+    Rejected,
+    /// Probably refused; not checked against that version.
+    MayBeRejected,
+}
+
+impl Acceptance {
+    pub fn name(self) -> &'static str {
+        match self {
+            Acceptance::Accepted => "accepted",
+            Acceptance::Rejected => "rejected",
+            Acceptance::MayBeRejected => "may-be-rejected",
+        }
+    }
+}

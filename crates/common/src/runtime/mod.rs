@@ -9,7 +9,8 @@ pub mod keys;
 pub mod npu;
 mod table;
 
-use keys::{Conflict, KeySpec};
+use crate::version::Version;
+use keys::{Acceptance, Conflict, KeySpec, Since};
 use std::ffi::CStr;
 
 /// What a hooked function does, which decides how a call is recorded.
@@ -91,6 +92,26 @@ pub struct RuntimeSpec {
     pub python_package: &'static str,
     /// Files that hold the driver version on a standard install.
     pub driver_version_files: &'static [&'static str],
+    /// What installed versions of the framework and the driver mean.
+    pub versions: VersionFacts,
+}
+
+/// Each key of a value with the lines that accept it.
+pub type KeyLines<'a> = [(&'a str, Since)];
+
+/// What installed versions mean, for `npu-alloc-shim check`.
+#[derive(Clone, Copy)]
+pub struct VersionFacts {
+    /// Warnings about the installed framework and the keys of a value.
+    pub framework_warnings: fn(&Version, &KeyLines) -> Vec<String>,
+    /// Whether the framework reads PyTorch's generic variable too.
+    pub reads_generic_variable: fn(&Version) -> bool,
+    /// How the installed framework treats a key accepted by `Since`.
+    pub acceptance: fn(&Version, Since) -> Acceptance,
+    /// The driver version from the text of a driver version file.
+    pub driver_version: fn(&str) -> Option<Version>,
+    /// Warnings about the installed driver.
+    pub driver_warnings: fn(&Version) -> Vec<String>,
 }
 
 /// Every runtime the library serves, each with its own variables, decisions

@@ -3,8 +3,10 @@
 //! 2.10.0.post4 wheels (shared/notes/torch_npu-alloc-conf.md), CANN's `acl_rt.h`
 //! (shared/notes/acl-interposition.md).
 
-use super::RuntimeSpec;
+pub mod versions;
+
 use super::keys::{Conflict, KeySpec, Since, ValueRule};
+use super::{RuntimeSpec, VersionFacts};
 
 /// Versions 2.5.1 and earlier (and 2.1.0 from 6.0.rc1 on) know these five keys.
 const LEGACY: Since = Since::Legacy;
@@ -101,4 +103,11 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     oom_codes: &[207001, 207018],
     python_package: "torch_npu",
     driver_version_files: &["/usr/local/Ascend/driver/version.info"],
+    versions: VersionFacts {
+        framework_warnings: versions::torch_npu_warnings,
+        reads_generic_variable: versions::torch_npu_reads_generic_variable,
+        acceptance: versions::acceptance,
+        driver_version: versions::driver_version,
+        driver_warnings: versions::driver_warnings,
+    },
 };
