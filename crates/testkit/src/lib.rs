@@ -29,9 +29,36 @@ pub fn cli() -> PathBuf {
     BUILT.get_or_init(|| built(&["-p", "npu-alloc-shim-cli", "--bin", "npu-alloc-shim"], "npu-alloc-shim")).clone()
 }
 
+/// The library built with the tests' toy second runtime (feature
+/// `toy-runtime`), in a target directory of its own (`<target>/toy`) so that
+/// it never replaces the real one.
+pub fn library_with_toy_runtime() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let toy = target_root().join("toy");
+            built_in(&toy, &["-p", "npu-alloc-shim", "--lib", "--features", "toy-runtime"], "libnpu_alloc_shim.so")
+        })
+        .clone()
+}
+
+/// The target directory cargo was given (above `<triple>/<profile>` or `<profile>`).
+fn target_root() -> PathBuf {
+    let mut root = target_dir().parent().map(Path::to_path_buf).expect("target/<profile> has a parent");
+    if cross_target().is_some() {
+        root = root.parent().map(Path::to_path_buf).expect("target/<triple>/<profile>");
+    }
+    root
+}
+
 /// Runs `cargo build <what>` for the tests' profile and target, under a lock
 /// shared by every test binary, and returns `target/<profile>/<file>`.
 fn built(what: &[&str], file: &str) -> PathBuf {
+    built_in(&target_root(), what, file)
+}
+
+/// `built` into the target directory `root`.
+fn built_in(root: &Path, what: &[&str], file: &str) -> PathBuf {
     let target = target_dir();
     let profile = target.file_name().and_then(|n| n.to_str()).unwrap_or("debug").to_owned();
     let _guard = FileLock::acquire(&target.join("npu-alloc-shim-build.lock"));
@@ -40,18 +67,16 @@ fn built(what: &[&str], file: &str) -> PathBuf {
     if profile == "release" {
         cargo.arg("--release");
     }
-    let mut root = target.parent().map(Path::to_path_buf);
+    let mut out = root.to_path_buf();
     if let Some(triple) = cross_target() {
         // `cargo test --target T` puts the tests in `<dir>/T/<profile>`.
         cargo.args(["--target", &triple]);
-        root = root.as_deref().and_then(Path::parent).map(Path::to_path_buf);
+        out.push(&triple);
     }
-    if let Some(root) = root {
-        cargo.env("CARGO_TARGET_DIR", root);
-    }
+    cargo.env("CARGO_TARGET_DIR", root);
     let status = cargo.status().expect("run cargo build");
     assert!(status.success(), "cargo build {what:?} failed");
-    let path = target.join(file);
+    let path = out.join(&profile).join(file);
     assert!(path.exists(), "{} missing after cargo build {what:?}", path.display());
     path
 }

@@ -8,6 +8,8 @@
 pub mod keys;
 pub mod npu;
 mod table;
+#[cfg(feature = "toy-runtime")]
+pub mod toy;
 
 use crate::version::Version;
 use keys::{Acceptance, Conflict, KeySpec, Since};
@@ -117,10 +119,17 @@ pub struct VersionFacts {
 /// Every runtime the library serves, each with its own variables, decisions
 /// and hooks. A new runtime is a module and one entry here (and its
 /// `first_hook` follows the one before).
+#[cfg(not(feature = "toy-runtime"))]
 pub static RUNTIMES: [&RuntimeSpec; 1] = [&npu::SPEC];
+/// With the tests' toy runtime (`toy.rs`) second.
+#[cfg(feature = "toy-runtime")]
+pub static RUNTIMES: [&RuntimeSpec; 2] = [&npu::SPEC, &toy::SPEC];
 
 /// Hooks of all runtimes together: the size of the library's tables.
+#[cfg(not(feature = "toy-runtime"))]
 pub const HOOK_COUNT: usize = npu::HOOKS.len();
+#[cfg(feature = "toy-runtime")]
+pub const HOOK_COUNT: usize = npu::HOOKS.len() + toy::HOOKS.len();
 
 /// The runtime named in messages when none is singled out: the first.
 pub fn primary() -> &'static RuntimeSpec {

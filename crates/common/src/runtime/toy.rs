@@ -1,0 +1,62 @@
+//! A toy second runtime, compiled only with the `toy-runtime` feature, for
+//! the tests that prove the seam (tests/second_runtime.rs): its own library
+//! (`libtoyrt.so`, tests/fixtures/toy_runtime.c), two hooked calls and its own
+//! variable. Everything the library knows of it is this value and its list;
+//! nothing in `record/`, `allocconf/` or the CLI's reports names it.
+
+use super::keys::{Conflict, KeySpec, Since, ValueRule};
+use super::{RuntimeSpec, VersionFacts};
+
+static KEYS: [KeySpec; 2] = [
+    KeySpec::new("expandable_segments", ValueRule::Bool, Since::Legacy),
+    KeySpec::new("backend", ValueRule::OneOf(&["native", "async"]), Since::Legacy),
+];
+
+/// The toy's hooks (grammar: `table.rs`).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! toy_hooks {
+    ($($callback:ident)::+ ; $($with:tt)*) => {
+        $($callback)::+! { $($with)*
+            toyMalloc(ptr: *mut *mut c_void, size: usize) -> c_int = DeviceAlloc alloc(ptr, size);
+            toyFree(ptr: *mut c_void) -> c_int = DeviceFree free(ptr);
+        }
+    };
+}
+
+/// Numbered after the NPU's hooks.
+pub const FIRST_HOOK: usize = super::npu::FIRST_HOOK + super::npu::HOOKS.len();
+
+crate::toy_hooks!(crate::hook_table; first = FIRST_HOOK;);
+
+fn no_warnings(_: &crate::version::Version, _: &super::KeyLines) -> Vec<String> {
+    Vec::new()
+}
+
+pub static SPEC: RuntimeSpec = RuntimeSpec {
+    name: "toy",
+    framework: "torch_toy",
+    segment_alloc_api: "toyMallocPhysical",
+    conf_var: "TOY_ALLOC_CONF",
+    generic_conf_var: "TOY_GENERIC_ALLOC_CONF",
+    marker_var: "NPU_ALLOC_SHIM_DECISION_TOY",
+    enable_key: "expandable_segments",
+    enable_value: "True",
+    conflicts: &[Conflict::values("backend", &["async"], Since::Legacy)],
+    keys: &KEYS,
+    symbol_prefix: "toy",
+    hooks: &HOOKS,
+    first_hook: FIRST_HOOK,
+    unresolved_code: 99,
+    runtime_libraries: &["libtoyrt.so"],
+    oom_codes: &[2],
+    python_package: "torch_toy",
+    driver_version_files: &[],
+    versions: VersionFacts {
+        framework_warnings: no_warnings,
+        reads_generic_variable: |_| false,
+        acceptance: |_, _| super::keys::Acceptance::Accepted,
+        driver_version: |_| None,
+        driver_warnings: |_| Vec::new(),
+    },
+};
