@@ -117,7 +117,7 @@ check_dlsym_versions() {
     readelf -d "$file" | grep -q 'Shared library: \[libdl.so.2\]' || die "$file does not need libdl.so.2 (where dlsym lives before glibc 2.34)"
 }
 
-# What a library exports. tests/exports.rs checks the native build against
+# What a library exports. tests/hooks_and_recording/exports.rs checks the native build against
 # the header and the runtimes' hook lists; here every architecture must export
 # the same, and nothing of Rust's.
 exports_of() {

@@ -4,7 +4,7 @@
 # runs as root; installs what it needs (idempotent).
 #
 #   scripts/test-aarch64.sh            # install, build, run every test
-#   scripts/test-aarch64.sh hooks      # only these test targets (tests/<name>.rs)
+#   scripts/test-aarch64.sh reliability  # only these test targets (tests/<room>/)
 #
 # How aarch64 processes run here:
 # - Rust: Debian's rustc-web (it ships the aarch64 std; rustup's toolchain has
@@ -26,7 +26,7 @@
 #   $CARGO_TARGET_DIR/aarch64-clients; nothing of the host is replaced.
 #
 # Skipped on aarch64, each with its reason printed when the script runs (and
-# listed in docs/aarch64-and-old-glibc.md): see SKIP_TESTS and SKIP_TARGETS. A
+# listed in docs/aarch64-and-old-glibc.md): see SKIP_TESTS (a test name, or a module of tests with its `::`). A
 # new test file is included automatically; one that cannot run under qemu-user
 # goes on one of these lists, with its reason.
 set -euo pipefail
@@ -47,17 +47,14 @@ export NPU_ALLOC_SHIM_TEST_TARGET=$TRIPLE
 
 # Test functions that cannot run under qemu-user, with the reason.
 SKIP_TESTS=(
+    "tools::|valgrind cannot run under qemu-user, and the sanitizer runtimes (libasan, libubsan, libtsan) installed here are x86_64; ThreadSanitizer's shadow memory layout does not work under qemu-user either"
+    "torch_npu::|needs torch and torch_npu wheels in a virtual environment (x86_64, see scripts/torch-npu-venv.sh); an aarch64 torch under qemu does not fit the CI time"
     "the_c_api_works_from_gdb|gdb cannot ptrace a program that qemu-user runs (it would trace qemu itself); the C API is tested from C and ctypes"
     "rule_1_a_set_user_id_process_loads_the_library_and_changes_nothing|qemu-user-static is itself a static glibc program: started set-user-ID (AT_SECURE) its libc removes LD_PRELOAD from the environment before the aarch64 program starts, so the library is never offered"
     "a_set_user_id_process_records_nothing|the same: qemu-user-static running set-user-ID drops LD_PRELOAD, so the library is never loaded into the secure aarch64 process"
     "a_main_thread_that_calls_pthread_exit_lets_the_process_end|qemu-user keeps the host thread that ran the guest's main thread after the guest calls pthread_exit, so the library cannot tell that its flush thread is the last guest thread (natively the main thread is a zombie and the library ends the process with exit(0))"
-    "ordinary_programs_behave_exactly_as_without_the_library|apart from dash, true and python3 (arm64 here), the ordinary programs it compares (coreutils, git, perl, tar, cc) are x86_64 on this machine and ignore an aarch64 preload, so the comparison would not exercise the library; the other tests of tests/quiet.rs check the quiet rule on aarch64"
+    "ordinary_programs_behave_exactly_as_without_the_library|apart from dash, true and python3 (arm64 here), the ordinary programs it compares (coreutils, git, perl, tar, cc) are x86_64 on this machine and ignore an aarch64 preload, so the comparison would not exercise the library; the other tests of tests/normalization/quiet.rs check the quiet rule on aarch64"
     "python3_from_path_is_the_default_and_a_missing_python_is_no_failure|under qemu-user a program that cannot be found is reported as exit status 127, not as the spawn error the test expects (qemu runs glibc's posix_spawn child, a CLONE_VFORK, as a fork, so the exec error never reaches the parent)"
-)
-# Whole test targets (tests/<name>.rs) left out, with the reason.
-SKIP_TARGETS=(
-    "reliability_tools|valgrind cannot run under qemu-user, and the sanitizer runtimes (libasan, libubsan, libtsan) installed here are x86_64; ThreadSanitizer's shadow memory layout does not work under qemu-user either"
-    "real_torch_npu|needs torch and torch_npu wheels in a virtual environment (x86_64, see scripts/torch-npu-venv.sh); an aarch64 torch under qemu does not fit the CI time"
 )
 
 log() { printf 'test-aarch64: %s\n' "$*"; }
@@ -129,16 +126,11 @@ register_binfmt() {
 }
 
 # ---- test targets ----
+# One binary per room (tests/<room>/main.rs) and the shared crate's own tests.
 targets() {
-    local name skip
-    for file in tests/*.rs crates/*/tests/*.rs; do
-        name=$(basename "$file" .rs)
-        skip=
-        for entry in "${SKIP_TARGETS[@]}"; do
-            if [[ ${entry%%|*} == "$name" ]]; then skip=1; fi
-        done
-        if [[ -z $skip ]]; then printf '%s\n' "$name"; fi
-    done
+    local file
+    for file in tests/*/main.rs; do basename "$(dirname "$file")"; done
+    for file in crates/*/tests/*.rs; do basename "$file" .rs; done
 }
 
 main() {
@@ -156,9 +148,6 @@ main() {
     local args=() skips=()
     for name in "${selected[@]}"; do args+=(--test "$name"); done
     args+=(--lib)
-    for entry in "${SKIP_TARGETS[@]}"; do
-        if [[ -f tests/${entry%%|*}.rs ]]; then log "skipped on aarch64: tests/${entry%%|*}.rs: ${entry#*|}"; fi
-    done
     for entry in "${SKIP_TESTS[@]}"; do
         log "skipped on aarch64: ${entry%%|*}: ${entry#*|}"
         skips+=(--skip "${entry%%|*}")

@@ -8,7 +8,7 @@ mod check_report;
 mod installed;
 mod locate;
 mod preload_env;
-mod report;
+pub mod report;
 mod run;
 mod whatif;
 

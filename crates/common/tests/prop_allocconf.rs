@@ -654,7 +654,7 @@ fn one_mebibyte_values_give_short_messages() {
 /// Linux refuses an `execve` whose environment holds a string longer than
 /// MAX_ARG_STRLEN (32 pages: 131072 bytes with the name, `=` and the NUL). A
 /// value that fits must not be pushed over by the appended pair: every exec
-/// the host makes afterwards would fail with E2BIG (tests/reliability_values.rs
+/// the host makes afterwards would fail with E2BIG (tests/reliability/values.rs
 /// shows it in a real process).
 #[test]
 fn appending_never_pushes_a_fitting_value_over_the_exec_limit() {

@@ -1,8 +1,15 @@
-//! Shared helpers for the integration tests: where the built library and CLI
-//! are, compiling C fixtures, and running processes with a time limit.
+//! Shared helpers for the integration tests and benchmarks: where the built
+//! library and CLI are, compiling C fixtures, running processes with a time
+//! limit (here); the fake-runtime fixtures and recording readers
+//! (`fixtures`), the normalization probes (`probes`), hand-made recordings for
+//! the report tests (`reports`), the reference model of the grammar
+//! (`allocconf_model`) and the benchmark suite (`overhead`).
 
 pub mod allocconf_model;
+pub mod fixtures;
 pub mod overhead;
+pub mod probes;
+pub mod reports;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,7 +1,7 @@
 //! The benchmark suite: the library's cost as ratios against the same work
 //! without it, measured in real processes (a preload library can only be
 //! measured preloaded). Shared by `cargo bench --bench overhead` (full run)
-//! and tests/bench_smoke.rs (a few iterations, so the benchmarks keep working).
+//! and tests/hooks_and_recording/bench_smoke.rs (a few iterations, so the benchmarks keep working).
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ impl Settings {
         report_bytes: 1 << 30,
         payoff: true,
     };
-    #[allow(dead_code)] // used by tests/bench_smoke.rs
+    #[allow(dead_code)] // used by tests/hooks_and_recording/bench_smoke.rs
     pub const QUICK: Settings = Settings {
         pairs: 20_000,
         repeats: 1,

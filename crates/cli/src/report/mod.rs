@@ -12,7 +12,7 @@ mod summary;
 pub(crate) mod svg;
 mod text;
 mod trace_event;
-pub(crate) mod units;
+pub mod units;
 
 use clap::Args;
 use load::{DEFAULT_LIMIT_MIB, Kind, LoadError};

@@ -1,5 +1,5 @@
 //! A toy second runtime, compiled only with the `toy-runtime` feature, for
-//! the tests that prove the seam (tests/second_runtime.rs): its own library
+//! the tests that prove the seam (tests/hooks_and_recording/second_runtime.rs): its own library
 //! (`libtoyrt.so`, tests/fixtures/toy_runtime.c), two hooked calls and its own
 //! variable. Everything the library knows of it is this value and its list;
 //! nothing in `record/`, `allocconf/` or the CLI's reports names it.

@@ -1,0 +1,12 @@
+//! Hooks and recording: the exported hooks and the dlsym interposer in real processes on the fake runtime, what they record, the exports, the toy second runtime and the benchmarks' smoke run.
+//!
+//! One test binary per room; each module was a test file of its own.
+
+mod bench_smoke;
+mod calls;
+mod dlsym_answers;
+mod dlsym_next;
+mod exports;
+mod lifecycle;
+mod second_runtime;
+mod smoke;

@@ -1,0 +1,13 @@
+//! Normalization: the allocator variable each runtime decides on, in real processes (CPython, sh, C), inherited by children, quiet unless it matters, and the README's variable table.
+//!
+//! One test binary per room; each module was a test file of its own.
+
+mod dlopen;
+mod env;
+mod inherit;
+mod log;
+mod quiet;
+mod readme;
+mod rules;
+mod secure;
+mod switches;
