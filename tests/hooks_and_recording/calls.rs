@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use support::run_ok as run;
 
 // ---- fixtures ----
 
@@ -105,18 +106,6 @@ fn fixtures() -> &'static Fixtures {
 }
 
 // ---- running ----
-
-fn run(command: &mut Command) -> Output {
-    let output = support::run_with_timeout(command, support::LIMIT);
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
 
 /// One JSON value per stdout line.
 fn json_lines(output: &Output) -> Vec<Value> {

@@ -17,7 +17,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use support::run_ok as ok;
 
 /// glibc's base symbol version on this architecture (dlsym's before 2.34).
 const BASE_VERSION: &str = if cfg!(target_arch = "aarch64") { "GLIBC_2.17" } else { "GLIBC_2.2.5" };
@@ -75,18 +75,6 @@ fn preload_list(objects: &[&Path]) -> OsString {
         list.push(object.as_os_str());
     }
     list
-}
-
-fn ok(command: &mut std::process::Command) -> Output {
-    let output = support::run_with_timeout(command, support::LIMIT);
-    assert!(
-        output.status.success(),
-        "{command:?}: {}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 fn file_name(path: &str) -> String {

@@ -3,8 +3,9 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
+use support::run_ok as ok;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -28,12 +29,6 @@ fn traced(args: &[&str], trace: &Path, flush_ms: &str) -> Command {
     let mut command = support::preloaded(client());
     command.args(args).env("NPU_ALLOC_SHIM_TRACE", trace).env("NPU_ALLOC_SHIM_FLUSH_MS", flush_ms);
     command
-}
-
-fn ok(command: &mut Command) -> Output {
-    let output = support::run_with_timeout(command, support::LIMIT);
-    assert!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output
 }
 
 fn read(path: &Path) -> Value {
@@ -62,23 +57,6 @@ fn release(mut child: std::process::Child) -> std::process::ExitStatus {
     child.wait().unwrap()
 }
 
-/// The recording at `path` once it is whole JSON and `ready` says so; the
-/// deadline only catches a writer that stopped (the client waits for us).
-fn wait_for_recording(path: &Path, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(rec) = std::fs::read_to_string(path)
-            .ok()
-            .map(|t| serde_json::from_str::<Value>(&t).expect("a periodic write is whole JSON"))
-            && ready(&rec)
-        {
-            return rec;
-        }
-        assert!(std::time::Instant::now() < deadline, "no such periodic write within 60 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn periodic_flushes_show_the_run_before_it_ends_and_the_final_write_completes_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -87,7 +65,7 @@ fn periodic_flushes_show_the_run_before_it_ends_and_the_final_write_completes_it
     // While the client waits, periodic writes show the first three
     // allocations, and the timeline samples them.
     let three = |s: &Value| n(s, "/live_bytes") == 3 * MIB;
-    let early = wait_for_recording(&trace, |rec| {
+    let early = support::fixtures::wait_for_recording(&trace, "a periodic write", |rec| {
         rec.pointer("/timeline/samples").and_then(Value::as_array).is_some_and(|s| s.iter().any(three))
     });
     assert_eq!(early["final"], Value::Bool(false));

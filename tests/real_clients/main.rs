@@ -2,5 +2,6 @@
 //!
 //! One test binary per room; each module was a test file of its own.
 
+mod lines;
 mod torch_npu;
 mod whatif;

@@ -12,85 +12,15 @@
 //! out of memory under torch_npu's default configuration and completes with
 //! expandable segments (docs/real-torch-npu.md).
 
+use super::lines::{LIMIT, Line, line, text};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
-use std::time::Duration;
 
 /// The simulated device: see docs/real-torch-npu.md for why 3 GiB.
 const DEVICE_BYTES: u64 = 3 << 30;
-/// One torch_npu process: importing torch takes seconds, a slow CI machine more.
-const LIMIT: Duration = Duration::from_secs(600);
 /// Exit status of the workload when torch_npu ran out of device memory.
 const EXIT_OOM: i32 = 3;
-
-/// One installed line: its Python and its simulated runtime.
-struct Line {
-    name: &'static str,
-    python: PathBuf,
-    sim: PathBuf,
-}
-
-fn venv_cache() -> PathBuf {
-    match std::env::var_os("NPU_ALLOC_SHIM_VENV_CACHE") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/npu-alloc-shim"),
-    }
-}
-
-/// The line's environment and runtime, built once per test binary; `None`
-/// (after saying why) when the tests are to be skipped.
-fn line(name: &'static str) -> Option<&'static Line> {
-    static LINES: [OnceLock<Option<Line>>; 2] = [OnceLock::new(), OnceLock::new()];
-    LINES[usize::from(name == "2.5")].get_or_init(|| prepare(name)).as_ref()
-}
-
-fn prepare(name: &'static str) -> Option<Line> {
-    if let Some(triple) = support::cross_target() {
-        // The wheels and the simulated runtime are this machine's; a library
-        // built for another architecture cannot be preloaded into them.
-        println!("SKIPPED: real torch_npu {name} tests: tests built for {triple}");
-        return None;
-    }
-    let required = std::env::var("NPU_ALLOC_SHIM_REAL_TORCH_NPU").as_deref() == Ok("1");
-    let marker = venv_cache().join(format!("venv-{name}")).join(".npu-alloc-shim-complete");
-    if !marker.exists() && !required {
-        println!(
-            "SKIPPED: real torch_npu {name} tests: no virtual environment at {} \
-             (create it with scripts/torch-npu-venv.sh {name}, or set \
-             NPU_ALLOC_SHIM_REAL_TORCH_NPU=1 to create it and run)",
-            marker.parent().unwrap_or(&marker).display()
-        );
-        return None;
-    }
-    // Idempotent: returns at once when the environment is complete.
-    let out = support::run_with_timeout(
-        Command::new(support::repo().join("scripts/torch-npu-venv.sh")).arg(name),
-        Duration::from_secs(3600),
-    );
-    assert!(out.status.success(), "torch-npu-venv.sh {name}: {}", text(&out.stderr));
-    let venv = PathBuf::from(text(&out.stdout).trim());
-    let python = venv.join("bin/python");
-    let out = support::run_with_timeout(
-        Command::new(&python).args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]),
-        LIMIT,
-    );
-    assert!(out.status.success(), "{}: {}", python.display(), text(&out.stderr));
-    let site = text(&out.stdout).trim().to_owned();
-
-    let sim = support::fixture_dir().join(format!("sim-runtime-{name}"));
-    let out = support::run_with_timeout(
-        Command::new(support::repo().join("crates/cli/assets/sim_runtime/build.sh")).arg(&sim).arg(&site),
-        LIMIT,
-    );
-    assert!(out.status.success(), "sim_runtime/build.sh: {}", text(&out.stderr));
-    Some(Line { name, python, sim })
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// A fresh scratch directory for one test of one line.
 fn scratch(line: &Line, test: &str) -> PathBuf {

@@ -14,21 +14,15 @@
 //! The torch_npu tests skip like tests/real_clients/torch_npu.rs: without the cached
 //! environment they print SKIPPED and pass, unless NPU_ALLOC_SHIM_REAL_TORCH_NPU=1.
 
+use super::lines::{LIMIT, Line, line, text};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
-use std::time::Duration;
 
-const LIMIT: Duration = Duration::from_secs(600);
 const GIB: u64 = 1 << 30;
 const EXPANDABLE: &str = "expandable_segments:True";
 /// What torch_npu's OOM message suggests: a second configuration B.
 const MAX_SPLIT: &str = "max_split_size_mb:256";
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = support::fixture_dir().join(format!("whatif-{name}"));
@@ -153,61 +147,6 @@ fn bad_inputs_get_clear_errors() {
 }
 
 // ---- fidelity on the real torch_npu allocator ---------------------------
-
-struct Line {
-    name: &'static str,
-    python: PathBuf,
-    sim: PathBuf,
-}
-
-fn venv_cache() -> PathBuf {
-    match std::env::var_os("NPU_ALLOC_SHIM_VENV_CACHE") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/npu-alloc-shim"),
-    }
-}
-
-fn line(name: &'static str) -> Option<&'static Line> {
-    static LINES: [OnceLock<Option<Line>>; 2] = [OnceLock::new(), OnceLock::new()];
-    LINES[usize::from(name == "2.5")].get_or_init(|| prepare(name)).as_ref()
-}
-
-fn prepare(name: &'static str) -> Option<Line> {
-    if let Some(triple) = support::cross_target() {
-        println!("SKIPPED: whatif on torch_npu {name}: tests built for {triple}");
-        return None;
-    }
-    let required = std::env::var("NPU_ALLOC_SHIM_REAL_TORCH_NPU").as_deref() == Ok("1");
-    let marker = venv_cache().join(format!("venv-{name}")).join(".npu-alloc-shim-complete");
-    if !marker.exists() && !required {
-        println!(
-            "SKIPPED: whatif on torch_npu {name}: no virtual environment at {} (scripts/torch-npu-venv.sh {name}, \
-             or NPU_ALLOC_SHIM_REAL_TORCH_NPU=1)",
-            marker.parent().unwrap_or(&marker).display()
-        );
-        return None;
-    }
-    let out = support::run_with_timeout(
-        Command::new(support::repo().join("scripts/torch-npu-venv.sh")).arg(name),
-        Duration::from_secs(3600),
-    );
-    assert!(out.status.success(), "torch-npu-venv.sh {name}: {}", text(&out.stderr));
-    let python = PathBuf::from(text(&out.stdout).trim()).join("bin/python");
-    let out = support::run_with_timeout(
-        Command::new(&python).args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]),
-        LIMIT,
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let sim = support::fixture_dir().join(format!("whatif-sim-runtime-{name}"));
-    let out = support::run_with_timeout(
-        Command::new(support::repo().join("crates/cli/assets/sim_runtime/build.sh"))
-            .arg(&sim)
-            .arg(text(&out.stdout).trim()),
-        LIMIT,
-    );
-    assert!(out.status.success(), "sim_runtime/build.sh: {}", text(&out.stderr));
-    Some(Line { name, python, sim })
-}
 
 /// One actual run of the workload; its final JSON line.
 fn workload(line: &Line, conf: Option<&str>, device_gib: u64, snapshot: Option<&Path>) -> Value {

@@ -135,14 +135,7 @@ fn a_disk_that_fills_up_keeps_the_last_whole_recording_and_recovers() {
             text
         })
     };
-    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done() {
-            assert!(Instant::now() < deadline, "{what}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
-    wait_for("a first periodic write", &|| trace.exists());
+    support::wait_until("a first periodic write", || trace.exists());
     let filler = mount.path().join("filler");
     fill(&filler);
     // Writes fail now; the file on disk must stay whole all along, for at
@@ -160,11 +153,8 @@ fn a_disk_that_fills_up_keeps_the_last_whole_recording_and_recovers() {
     }
     let during = n(&common::read_json(&trace), "/written_unix_ms");
     std::fs::remove_file(&filler).unwrap();
-    wait_for("a write after the disk had room again", &|| {
-        std::fs::read_to_string(&trace)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .is_some_and(|rec| n(&rec, "/written_unix_ms") > during)
+    common::wait_for_recording(&trace, "a write after the disk had room again", |rec| {
+        n(rec, "/written_unix_ms") > during
     });
     // SAFETY: kill(2) on our own child; its handler exits normally.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

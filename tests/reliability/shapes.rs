@@ -163,7 +163,7 @@ fn underscore_exit_loses_at_most_the_last_flush_interval() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    wait_for_recording(&trace, "a periodic write with both allocations", |rec| allocs(rec) >= 2);
+    common::wait_for_recording(&trace, "a periodic write with both allocations", |rec| allocs(rec) >= 2);
     drop(child.stdin.take());
     let output = child.wait_with_output().expect("wait");
     assert!(output.status.success(), "{output:?}");
@@ -175,20 +175,6 @@ fn underscore_exit_loses_at_most_the_last_flush_interval() {
     let rec = common::read_json(&trace);
     assert_eq!(allocs(&rec), 2);
     assert_eq!(rec["final"], Value::Bool(false));
-}
-
-/// Waits until the recording at `path` is whole and `ready` says so; the
-/// 60 s deadline only catches a writer that stopped.
-fn wait_for_recording(path: &Path, what: &str, ready: impl Fn(&Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .is_none_or(|rec| !ready(&rec))
-    {
-        assert!(Instant::now() < deadline, "no {what} within 60 s");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// What a `pace` run printed: (allocations done, unix ms when done).
@@ -229,7 +215,7 @@ fn paced_until(signal: i32, handler: bool) -> (Vec<(u64, u64)>, u64, u64, Value,
     // Waiting for a write (not for a time) keeps this independent of how
     // busy the machine is; the deadline only catches a writer that stopped.
     let armed = unix_ms() + 500;
-    wait_for_recording(&trace, "a periodic write", |rec| n(rec, "/written_unix_ms") >= armed);
+    common::wait_for_recording(&trace, "a periodic write", |rec| n(rec, "/written_unix_ms") >= armed);
     let killed_at = unix_ms();
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, signal) };

@@ -136,18 +136,7 @@ pub fn traced(program: &Path, trace: &Path, flush_ms: u64) -> Command {
     command
 }
 
-/// Runs to the end (time-limited) and requires exit status 0.
-pub fn ok(command: &mut Command) -> Output {
-    let output = crate::run_with_timeout(command, crate::LIMIT);
-    assert!(
-        output.status.success(),
-        "{command:?}: {}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
+pub use crate::run_ok as ok;
 
 /// One JSON value per stdout line that starts with `{`.
 pub fn json_lines(output: &Output) -> Vec<Value> {
@@ -170,6 +159,20 @@ pub fn library_lines(output: &Output) -> Vec<String> {
 pub fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not whole JSON: {e}", path.display()))
+}
+
+/// Waits for a periodic write at `path` that `ready` accepts and returns it.
+/// Every read must be whole JSON: writes replace the file atomically.
+pub fn wait_for_recording(path: &Path, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let found = std::cell::RefCell::new(None);
+    crate::wait_until(what, || {
+        let Ok(text) = std::fs::read_to_string(path) else { return false };
+        let rec: Value = serde_json::from_str(&text).expect("a periodic write is whole JSON");
+        let accepted = ready(&rec);
+        *found.borrow_mut() = Some(rec);
+        accepted
+    });
+    found.into_inner().expect("a recording was read")
 }
 
 /// The recording `t.<pid>.json` in `dir`.

@@ -166,6 +166,30 @@ impl FileLock {
     }
 }
 
+/// Polls `done` until it holds; fails the test naming `what` after 60 s (a
+/// deadline that only catches a hang: tests wait for conditions, not times).
+pub fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited 60 s for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs to the end (time-limited) and requires exit status 0; the failure
+/// names the command and shows both outputs.
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = run_with_timeout(command, LIMIT);
+    assert!(
+        output.status.success(),
+        "{command:?}: {}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// Runs a command with a time limit; kills it and fails the test on timeout.
 ///
 /// In a cross test run under qemu-user (`cross_target()`), a child forked by
