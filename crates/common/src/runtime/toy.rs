@@ -39,7 +39,8 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     segment_alloc_api: "toyMallocPhysical",
     conf_var: "TOY_ALLOC_CONF",
     generic_conf_var: "TOY_GENERIC_ALLOC_CONF",
-    marker_var: "NPU_ALLOC_SHIM_DECISION_TOY",
+    // Not an NPU_ALLOC_SHIM_ name: the toy is no product variable (README table).
+    marker_var: "TOY_ALLOC_SHIM_DECISION",
     enable_key: "expandable_segments",
     enable_value: "True",
     conflicts: &[Conflict::values("backend", &["async"], Since::Legacy)],
