@@ -113,18 +113,12 @@ static inline const char *fake_acl_api_name(int api)
  * is not a call of its own), those that returned 0 / non-zero, and bytes of
  * successful allocations, or bytes released by successful frees. VMM: reserve,
  * release, map and unmap count the bytes of their range. */
-struct fake_acl_api_stats {
-    uint64_t calls, successes, failures, bytes;
-};
+/* The accounting core shared with the simulated runtime. */
+#include "../../crates/cli/assets/sim_runtime/device_counters.h"
 
-/* Device memory (Malloc, Align32, Cached, WithCfg, MallocPhysical and their
- * frees) or host memory (MallocHost, MallocHostWithCfg, FreeHost). */
-struct fake_acl_counters {
-    uint64_t alloc_calls;  /* successful allocations */
-    uint64_t failed_calls; /* allocation calls that returned non-zero */
-    uint64_t free_calls;   /* successful frees */
-    uint64_t alloc_bytes, freed_bytes, live_bytes, peak_live_bytes;
-};
+
+/* `device` counts Malloc, Align32, Cached, WithCfg, MallocPhysical and their
+ * frees; `host` MallocHost, MallocHostWithCfg and FreeHost. */
 
 struct fake_acl_device_stats {
     uint64_t live_bytes, peak_live_bytes, alloc_calls, alloc_bytes;
@@ -147,8 +141,8 @@ struct fake_acl_stats {
     uint64_t device_capacity, host_capacity; /* bytes per device, host bytes */
     int32_t device_count, oom_code, n_sizes, n_failures;
     uint64_t sizes_dropped, failures_dropped; /* beyond the arrays below */
-    struct fake_acl_api_stats api[FAKE_API_COUNT];
-    struct fake_acl_counters device, host;
+    struct api_counters api[FAKE_API_COUNT];
+    struct device_counters device, host;
     struct fake_acl_device_stats devices[FAKE_ACL_MAX_DEVICES];
     struct fake_acl_size_count sizes[FAKE_ACL_MAX_SIZES];
     struct fake_acl_failure failures[FAKE_ACL_MAX_FAILURES];
@@ -167,7 +161,7 @@ typedef int (*fake_acl_stats_fn)(struct fake_acl_stats *out);
 
 /* ---- JSON, shared by the fake and the test programs ---- */
 
-static inline void fake_acl_write_counters_json(FILE *f, const struct fake_acl_counters *c)
+static inline void fake_acl_write_counters_json(FILE *f, const struct device_counters *c)
 {
     fprintf(f,
             "{\"alloc_calls\":%llu,\"failed_calls\":%llu,\"free_calls\":%llu,"
@@ -195,7 +189,7 @@ static inline void fake_acl_write_stats_json(FILE *f, const struct fake_acl_stat
     fake_acl_write_counters_json(f, &s->host);
     fputs(",\"by_api\":{", f);
     for (int i = 0; i < FAKE_API_COUNT; i++) {
-        const struct fake_acl_api_stats *a = &s->api[i];
+        const struct api_counters *a = &s->api[i];
         fprintf(f, "%s\"%s\":{\"calls\":%llu,\"successes\":%llu,\"failures\":%llu,\"bytes\":%llu}",
                 i ? "," : "", fake_acl_api_name(i), (unsigned long long)a->calls,
                 (unsigned long long)a->successes, (unsigned long long)a->failures,

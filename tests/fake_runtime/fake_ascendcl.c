@@ -154,14 +154,7 @@ static uintptr_t place(uint64_t base, uint64_t region, uint64_t *next, uint64_t 
 
 static void note_call(int api, aclError rc, uint64_t bytes)
 {
-    struct fake_acl_api_stats *a = &st.api[api];
-    a->calls++;
-    if (rc == ACL_SUCCESS) {
-        a->successes++;
-        a->bytes += bytes;
-    } else {
-        a->failures++;
-    }
+    counters_call(&st.api[api], rc == ACL_SUCCESS, bytes);
 }
 
 static void note_failed_alloc(int api, aclError rc, uint64_t size, int host)
@@ -195,21 +188,6 @@ static void note_size(uint64_t size)
     st.sizes[st.n_sizes++] = (struct fake_acl_size_count){size, 1};
 }
 
-static void count_alloc(struct fake_acl_counters *c, uint64_t size)
-{
-    c->alloc_calls++;
-    c->alloc_bytes += size;
-    c->live_bytes += size;
-    if (c->live_bytes > c->peak_live_bytes)
-        c->peak_live_bytes = c->live_bytes;
-}
-
-static void count_free(struct fake_acl_counters *c, uint64_t size)
-{
-    c->free_calls++;
-    c->freed_bytes += size;
-    c->live_bytes -= size;
-}
 
 /* ---- the implementations behind the exported functions ---- */
 
@@ -239,7 +217,7 @@ static aclError device_alloc(int api, void **out, uint64_t size, uint64_t span, 
             rc = st.oom_code;
         } else {
             accounted = 1;
-            count_alloc(&st.device, size);
+            counters_alloc(&st.device, size);
             d->alloc_calls++;
             d->alloc_bytes += size;
             d->live_bytes += size;
@@ -264,7 +242,7 @@ static aclError device_free(int api, uintptr_t addr, int kind)
     uint64_t bytes = 0;
     if (b != NULL) {
         bytes = b->size;
-        count_free(&st.device, bytes);
+        counters_free(&st.device, bytes);
         st.devices[b->device].live_bytes -= bytes;
         remove_block(b);
     }
@@ -287,7 +265,7 @@ static aclError host_alloc(int api, void **out, uint64_t size)
         free(p);
         rc = st.oom_code;
     } else
-        count_alloc(&st.host, size);
+        counters_alloc(&st.host, size);
     note_call(api, rc, rc == ACL_SUCCESS ? size : 0);
     if (rc != ACL_SUCCESS)
         note_failed_alloc(api, rc, size, 1);
@@ -367,7 +345,7 @@ aclError aclrtFreeHost(void *hostPtr)
     uint64_t bytes = 0;
     if (b != NULL) {
         bytes = b->size;
-        count_free(&st.host, bytes);
+        counters_free(&st.host, bytes);
         free(hostPtr);
         remove_block(b);
     }
@@ -525,9 +503,9 @@ void fake_acl_reset_stats(void)
 {
     pthread_mutex_lock(&lock);
     memset(st.api, 0, sizeof st.api);
-    struct fake_acl_counters *counters[] = {&st.device, &st.host};
+    struct device_counters *counters[] = {&st.device, &st.host};
     for (int i = 0; i < 2; i++)
-        *counters[i] = (struct fake_acl_counters){
+        *counters[i] = (struct device_counters){
             .live_bytes = counters[i]->live_bytes,
             .peak_live_bytes = counters[i]->live_bytes,
         };

@@ -31,18 +31,8 @@ struct Fixtures {
     no_runtime: PathBuf,
 }
 
-/// Compiles a fixture; `headers` also make it stale (compile_c only looks at
-/// the sources).
-fn build(out: &str, sources: &[&str], headers: &[&str], args: &[String]) -> PathBuf {
-    let output = support::fixture_dir().join(out);
-    let built = std::fs::metadata(&output).and_then(|m| m.modified()).ok();
-    let header_newer = headers.iter().any(|h| {
-        let changed = std::fs::metadata(support::repo().join(h)).and_then(|m| m.modified());
-        matches!((&changed, built), (Ok(h), Some(b)) if *h > b)
-    });
-    if header_newer {
-        let _ = std::fs::remove_file(&output);
-    }
+/// Compiles a fixture (stale when a source or a fixture header is newer).
+fn build(out: &str, sources: &[&str], args: &[String]) -> PathBuf {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     support::compile_c(out, sources, &args)
 }
@@ -52,7 +42,6 @@ fn fixtures() -> &'static Fixtures {
     FIXTURES.get_or_init(|| {
         let dir = support::fixture_dir().display().to_string();
         let include = format!("-I{}", support::repo().join("tests/fake_runtime").display());
-        let header = ["tests/fake_runtime/fake_acl.h"];
         let strings = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let link_fake = |extra: &[&str]| {
             let mut args = strings(extra);
@@ -69,37 +58,28 @@ fn fixtures() -> &'static Fixtures {
         let fake = build(
             "libascendcl.so",
             &["tests/fake_runtime/fake_ascendcl.c"],
-            &header,
             &strings(&["-shared", "-fPIC", "-Wl,-soname,libascendcl.so", "-pthread"]),
         );
         Fixtures {
             plt_probe: build(
                 "libpltprobe.so",
                 &["tests/fake_runtime/plt_probe.c"],
-                &header,
                 &[include.clone(), "-shared".into(), "-fPIC".into(), "-ldl".into()],
             ),
-            selftest: build("fake_selftest", &["tests/fake_runtime/fake_selftest.c"], &header, &link_fake(&[])),
-            workload: build(
-                "acl_workload",
-                &["tests/fixtures/acl_workload.c"],
-                &header,
-                &link_fake(&["-DWORKLOAD_LINKED"]),
-            ),
+            selftest: build("fake_selftest", &["tests/fake_runtime/fake_selftest.c"], &link_fake(&[])),
+            workload: build("acl_workload", &["tests/fixtures/acl_workload.c"], &link_fake(&["-DWORKLOAD_LINKED"])),
             workload_dlopen: build(
                 "acl_workload_dlopen",
                 &["tests/fixtures/acl_workload.c"],
-                &header,
                 &[include.clone(), format!("-Wl,-rpath,{dir}"), "-ldl".into(), "-pthread".into()],
             ),
             next_probe: build(
                 "libnextprobe.so",
                 &["tests/fixtures/rtld_next_probe.c"],
-                &[],
                 &strings(&["-DPROBE_LIBRARY", "-shared", "-fPIC", "-ldl"]),
             ),
-            next_probe_main: build("nextprobe", &["tests/fixtures/rtld_next_probe.c"], &[], &[]),
-            no_runtime: build("no_runtime", &["tests/fixtures/no_runtime.c"], &[], &strings(&["-ldl"])),
+            next_probe_main: build("nextprobe", &["tests/fixtures/rtld_next_probe.c"], &[]),
+            no_runtime: build("no_runtime", &["tests/fixtures/no_runtime.c"], &strings(&["-ldl"])),
             fake,
         }
     })

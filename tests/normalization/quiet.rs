@@ -115,7 +115,6 @@ fn workload_dlopen() -> PathBuf {
     common::build(
         "quiet_acl_workload_dlopen",
         &["tests/fixtures/acl_workload.c"],
-        &["tests/fake_runtime/fake_acl.h"],
         &[
             &format!("-I{}", support::repo().join("tests/fake_runtime").display()),
             &format!("-Wl,-rpath,{dir}"),

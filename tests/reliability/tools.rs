@@ -129,7 +129,7 @@ fn sanitized(out: &str, source: &str, sanitizer: &str, extra: &[&str]) -> Option
     let mut args =
         vec![sanitizer, "-fno-omit-frame-pointer", &include, &link, "-lascendcl", &rpath, "-ldl", "-pthread"];
     args.extend_from_slice(extra);
-    let built = std::panic::catch_unwind(|| common::build(out, &[source], &["tests/fake_runtime/fake_acl.h"], &args));
+    let built = std::panic::catch_unwind(|| common::build(out, &[source], &args));
     built.ok()
 }
 

@@ -8,21 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use support::reports::*;
 
-/// Compiles a fixture, rebuilt when the fake runtime's header changed too
-/// (compile_c only compares the sources), as tests/hooks_and_recording/calls.rs does.
-fn build(out: &str, sources: &[&str], args: &[&str]) -> PathBuf {
-    let header = support::repo().join("tests/fake_runtime/fake_acl.h");
-    let output = support::fixture_dir().join(out);
-    let built = std::fs::metadata(&output).and_then(|m| m.modified()).ok();
-    let changed = std::fs::metadata(&header).and_then(|m| m.modified()).ok();
-    if let (Some(built), Some(changed)) = (built, changed)
-        && changed > built
-    {
-        let _ = std::fs::remove_file(&output);
-    }
-    support::compile_c(out, sources, args)
-}
-
 /// The fake runtime and the workload linked against it, built once in a
 /// directory of their own (tests/hooks_and_recording/calls.rs builds its own copies).
 fn workload() -> &'static PathBuf {
@@ -32,14 +17,14 @@ fn workload() -> &'static PathBuf {
         let dir = support::fixture_dir().join(sub);
         std::fs::create_dir_all(&dir).expect("fixture subdirectory");
         let include = format!("-I{}", support::repo().join("tests/fake_runtime").display());
-        build(
+        support::compile_c(
             &format!("{sub}/libascendcl.so"),
             &["tests/fake_runtime/fake_ascendcl.c"],
             &["-shared", "-fPIC", "-Wl,-soname,libascendcl.so", "-pthread", &include],
         );
         let lib_dir = format!("-L{}", dir.display());
         let rpath = format!("-Wl,-rpath,{}", dir.display());
-        build(
+        support::compile_c(
             &format!("{sub}/acl_workload"),
             &["tests/fixtures/acl_workload.c"],
             &["-DWORKLOAD_LINKED", &include, &lib_dir, "-lascendcl", &rpath, "-ldl", "-pthread"],

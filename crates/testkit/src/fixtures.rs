@@ -11,22 +11,10 @@ use std::sync::OnceLock;
 
 pub const MIB: u64 = 1024 * 1024;
 
-/// Compiles a fixture with `crate::compile_c`, first removing it when one of
-/// `headers` is newer (compile_c only looks at the sources).
-pub fn build(out: &str, sources: &[&str], headers: &[&str], args: &[&str]) -> PathBuf {
-    let output = crate::fixture_dir().join(out);
-    if let Ok(built) = std::fs::metadata(&output).and_then(|m| m.modified()) {
-        let newer = headers.iter().any(|h| {
-            std::fs::metadata(crate::repo().join(h)).and_then(|m| m.modified()).is_ok_and(|changed| changed > built)
-        });
-        if newer {
-            let _ = std::fs::remove_file(&output);
-        }
-    }
+/// Compiles a fixture (`crate::compile_c`, which also sees header changes).
+pub fn build(out: &str, sources: &[&str], args: &[&str]) -> PathBuf {
     crate::compile_c(out, sources, args)
 }
-
-const FAKE_HEADER: &str = "tests/fake_runtime/fake_acl.h";
 
 fn include() -> String {
     format!("-I{}", crate::repo().join("tests/fake_runtime").display())
@@ -38,7 +26,6 @@ pub fn fake_runtime() -> PathBuf {
     build(
         "libascendcl.so",
         &["tests/fake_runtime/fake_ascendcl.c"],
-        &[FAKE_HEADER],
         &["-Itests/fake_runtime", "-shared", "-fPIC", "-Wl,-soname,libascendcl.so", "-pthread"],
     )
 }
@@ -61,7 +48,7 @@ fn build_linked(out: &str, source: &str, extra: &[&str]) -> PathBuf {
     let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     args.extend(link_fake());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    build(out, &[source], &[FAKE_HEADER], &args)
+    build(out, &[source], &args)
 }
 
 /// tests/fixtures/reliability_shapes.c, linked with the fake runtime.
@@ -78,7 +65,6 @@ pub fn shapes_without_runtime() -> PathBuf {
         build(
             "reliability_shapes_no_runtime",
             &["tests/fixtures/reliability_shapes.c"],
-            &[FAKE_HEADER],
             &[&include, "-DNO_RUNTIME", "-ldl", "-pthread"],
         )
     })
@@ -104,12 +90,7 @@ pub fn load() -> PathBuf {
 pub fn fastclock() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        build(
-            "libreliability_fastclock.so",
-            &["tests/fixtures/reliability_fastclock.c"],
-            &[],
-            &["-shared", "-fPIC", "-ldl"],
-        )
+        build("libreliability_fastclock.so", &["tests/fixtures/reliability_fastclock.c"], &["-shared", "-fPIC", "-ldl"])
     })
     .clone()
 }

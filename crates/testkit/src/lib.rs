@@ -125,17 +125,18 @@ pub fn fixture_dir() -> PathBuf {
 
 /// Compiles C sources into `out` (in `fixture_dir()`) with `cc` (or
 /// `c_compiler()`), once per test run; `args` are passed after the sources.
-/// Returns the output path.
+/// Stale when a source or any header a fixture can include (those of
+/// `HEADER_DIRS`) is newer. Returns the output path.
 pub fn compile_c(out: &str, sources: &[&str], args: &[&str]) -> PathBuf {
     let output = fixture_dir().join(out);
     let lock = fixture_dir().join(format!("{out}.lock"));
     // Several test binaries may compile the same fixture at once: serialise
-    // with an exclusive lock file and rebuild when a source is newer.
+    // with an exclusive lock file and rebuild when an input is newer.
     let _guard = FileLock::acquire(&lock);
-    let newest_source =
-        sources.iter().map(|s| std::fs::metadata(repo().join(s)).and_then(|m| m.modified()).expect(s)).max();
+    let inputs = sources.iter().map(|s| repo().join(s)).chain(headers());
+    let newest_input = inputs.map(|p| std::fs::metadata(&p).and_then(|m| m.modified()).expect("fixture input")).max();
     let fresh = std::fs::metadata(&output).and_then(|m| m.modified()).ok();
-    if fresh.is_some() && fresh >= newest_source {
+    if fresh.is_some() && fresh >= newest_input {
         return output;
     }
     let tmp = fixture_dir().join(format!("{out}.tmp{}", std::process::id()));
@@ -151,6 +152,15 @@ pub fn compile_c(out: &str, sources: &[&str], args: &[&str]) -> PathBuf {
     output
 }
 
+/// Where the headers of the C fixtures are: the fake runtime's and the
+/// accounting core it shares with the simulated runtime.
+const HEADER_DIRS: [&str; 2] = ["tests/fake_runtime", "crates/cli/assets/sim_runtime"];
+
+fn headers() -> Vec<PathBuf> {
+    let dirs = HEADER_DIRS.iter().filter_map(|dir| std::fs::read_dir(repo().join(dir)).ok());
+    dirs.flatten().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "h")).collect()
+}
+
 struct FileLock {
     _held: std::fs::File,
 }
@@ -163,6 +173,44 @@ impl FileLock {
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
         assert_eq!(rc, 0, "flock");
         FileLock { _held: file }
+    }
+}
+
+/// Runs a command to the end like `run_with_timeout` and also returns the
+/// peak resident memory of that child alone (`wait4`'s rusage; the test
+/// process's RUSAGE_CHILDREN would count every child of every test).
+pub fn run_measuring_peak_memory(command: &mut Command, limit: Duration) -> (Output, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let pid = child.id() as libc::pid_t;
+    let start = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is valid; wait4 fills it and `status`.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: our own child, reaped here only (the Child is never waited on).
+        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if reaped == pid {
+            let output = Output {
+                status: std::process::ExitStatus::from_raw(status),
+                stdout: stdout.join().expect("stdout reader"),
+                stderr: stderr.join().expect("stderr reader"),
+            };
+            return (output, usage.ru_maxrss as u64 * 1024);
+        }
+        assert!(reaped == 0, "wait4 {pid}: {}", std::io::Error::last_os_error());
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("timed out after {limit:?}: {command:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -40,6 +40,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "device_counters.h"
+
 typedef int aclError;
 
 #define ACL_SUCCESS 0
@@ -57,12 +59,6 @@ typedef int aclError;
 
 /* ---- counters, with the recording's meanings ---- */
 
-struct counters {
-    uint64_t alloc_calls;  /* successful allocations */
-    uint64_t failed_calls; /* allocation calls that returned non-zero */
-    uint64_t free_calls;   /* frees that returned 0 */
-    uint64_t alloc_bytes, freed_bytes, live_bytes, peak_live_bytes;
-};
 
 enum api {
     MALLOC, MALLOC_ALIGN32, MALLOC_CACHED, MALLOC_WITH_CFG, FREE,
@@ -78,19 +74,14 @@ static const char *const api_names[N_API] = {
     "aclrtMallocHostWithCfg", "aclrtFreeHost", "aclrtGetMemInfo", "aclrtSetDevice",
 };
 
-/* calls made, calls that returned non-zero, bytes of successful allocations
- * (or bytes released by successful frees) */
-struct api_stats {
-    uint64_t calls, failures, bytes;
-};
 
 enum kind { K_DEVICE, K_PHYSICAL, K_HOST, K_RESERVE };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
-    struct counters device, host;
-    struct counters per_device[MAX_DEVICES];
-    struct api_stats api[N_API];
+    struct device_counters device, host;
+    struct device_counters per_device[MAX_DEVICES];
+    struct api_counters api[N_API];
     uint64_t reserved_bytes, peak_reserved_bytes, mapped_calls_live;
 } st;
 
@@ -187,27 +178,7 @@ static int table_take(uintptr_t addr, int kind, struct slot *out)
 
 static void note(enum api api, aclError rc, uint64_t bytes)
 {
-    st.api[api].calls++;
-    if (rc != ACL_SUCCESS)
-        st.api[api].failures++;
-    else
-        st.api[api].bytes += bytes;
-}
-
-static void count_alloc(struct counters *c, uint64_t size)
-{
-    c->alloc_calls++;
-    c->alloc_bytes += size;
-    c->live_bytes += size;
-    if (c->live_bytes > c->peak_live_bytes)
-        c->peak_live_bytes = c->live_bytes;
-}
-
-static void count_free(struct counters *c, uint64_t size)
-{
-    c->free_calls++;
-    c->freed_bytes += size;
-    c->live_bytes -= size;
+    counters_call(&st.api[api], rc == ACL_SUCCESS, bytes);
 }
 
 static void log_call(enum api api, aclError rc, uint64_t size, uintptr_t addr)
@@ -239,8 +210,8 @@ static aclError device_alloc(enum api api, void **out, uint64_t size, int kind)
             rc = ACL_ERROR_RT_MEMORY_ALLOCATION;
     }
     if (rc == ACL_SUCCESS) {
-        count_alloc(&st.device, size);
-        count_alloc(&st.per_device[dev], size);
+        counters_alloc(&st.device, size);
+        counters_alloc(&st.per_device[dev], size);
         *out = (void *)addr;
     } else {
         st.device.failed_calls++;
@@ -257,8 +228,8 @@ static aclError device_free(enum api api, void *ptr, int kind)
     struct slot s;
     aclError rc = table_take((uintptr_t)ptr, kind, &s) ? ACL_SUCCESS : ACL_ERROR_RT_PARAM_INVALID;
     if (rc == ACL_SUCCESS) {
-        count_free(&st.device, s.size);
-        count_free(&st.per_device[s.device], s.size);
+        counters_free(&st.device, s.size);
+        counters_free(&st.per_device[s.device], s.size);
     }
     note(api, rc, rc == ACL_SUCCESS ? s.size : 0);
     log_call(api, rc, rc == ACL_SUCCESS ? s.size : 0, (uintptr_t)ptr);
@@ -372,7 +343,7 @@ static aclError host_alloc(enum api api, void **out, uint64_t size)
     aclError rc = p && table_put((uintptr_t)p, size, K_HOST, 0) == 0 ? ACL_SUCCESS
                                                                     : ACL_ERROR_RT_MEMORY_ALLOCATION;
     if (rc == ACL_SUCCESS) {
-        count_alloc(&st.host, size);
+        counters_alloc(&st.host, size);
         *out = p;
     } else {
         st.host.failed_calls++;
@@ -398,7 +369,7 @@ aclError aclrtFreeHost(void *hostPtr)
     struct slot s;
     aclError rc = table_take((uintptr_t)hostPtr, K_HOST, &s) ? ACL_SUCCESS : ACL_ERROR_RT_PARAM_INVALID;
     if (rc == ACL_SUCCESS)
-        count_free(&st.host, s.size);
+        counters_free(&st.host, s.size);
     note(FREE_HOST, rc, rc == ACL_SUCCESS ? s.size : 0);
     pthread_mutex_unlock(&lock);
     if (rc == ACL_SUCCESS)
@@ -580,7 +551,7 @@ void sim_stub_hit(int index)
 
 /* ---- the counters as JSON ---- */
 
-static void write_counters(FILE *f, const struct counters *c)
+static void write_counters(FILE *f, const struct device_counters *c)
 {
     fprintf(f,
             "{\"alloc_calls\": %" PRIu64 ", \"failed_calls\": %" PRIu64 ", \"free_calls\": %" PRIu64

@@ -7,10 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Name, contents and mode of each source file.
-const FILES: [(&str, &str, u32); 3] = [
+const FILES: [(&str, &str, u32); 4] = [
     ("build.sh", include_str!("../../assets/sim_runtime/build.sh"), 0o755),
     ("gen_stubs.py", include_str!("../../assets/sim_runtime/gen_stubs.py"), 0o755),
     ("sim_acl.c", include_str!("../../assets/sim_runtime/sim_acl.c"), 0o644),
+    ("device_counters.h", include_str!("../../assets/sim_runtime/device_counters.h"), 0o644),
 ];
 
 /// Writes the sources into the new directory `dir` and returns its build script.
