@@ -179,6 +179,8 @@ impl FileLock {
 /// Runs a command to the end like `run_with_timeout` and also returns the
 /// peak resident memory of that child alone (`wait4`'s rusage; the test
 /// process's RUSAGE_CHILDREN would count every child of every test).
+// The child is reaped by wait4 below, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 pub fn run_measuring_peak_memory(command: &mut Command, limit: Duration) -> (Output, u64) {
     use std::os::unix::process::ExitStatusExt;
     let mut child = command
@@ -208,6 +210,7 @@ pub fn run_measuring_peak_memory(command: &mut Command, limit: Duration) -> (Out
         assert!(reaped == 0, "wait4 {pid}: {}", std::io::Error::last_os_error());
         if start.elapsed() > limit {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("timed out after {limit:?}: {command:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
