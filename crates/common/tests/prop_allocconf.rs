@@ -475,7 +475,7 @@ fn no_panic_on_any_bytes() {
             let _ = allocconf::parse::key_words(&value, d);
         }
         let _ = Marker::parse(&value);
-        let _ = allocconf::sleep::memory_pool_flag(&argv);
+        let _ = allocconf::sleep::memory_pool_flag(&argv, SPEC.memory_pool_flags);
         let _ = allocconf::switches::parse_switch(&value);
         let _ = allocconf::quote::quote(&value, 7);
         let _ = common::version::Version::parse(&String::from_utf8_lossy(&value));

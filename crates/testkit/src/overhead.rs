@@ -23,7 +23,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    #[allow(dead_code)] // used by the benchmark's main
+    /// The benchmark (`cargo bench --bench overhead`).
     pub const FULL: Settings = Settings {
         pairs: 2_000_000,
         repeats: 5,
@@ -33,7 +33,7 @@ impl Settings {
         report_bytes: 1 << 30,
         payoff: true,
     };
-    #[allow(dead_code)] // used by tests/hooks_and_recording/bench_smoke.rs
+    /// A few iterations, for tests/hooks_and_recording/bench_smoke.rs.
     pub const QUICK: Settings = Settings {
         pairs: 20_000,
         repeats: 1,

@@ -137,7 +137,7 @@ pub fn decide(spec: &RuntimeSpec, facts: &Facts) -> Decision {
         let message = format!("{} left alone: NPU_ALLOC_SHIM_NORMALIZE=0", spec.conf_var);
         return Decision::new(Rule::NormalizeOff, Nothing, Level::Debug, message);
     }
-    if let Some(flag) = memory_pool_flag(&facts.argv) {
+    if let Some(flag) = memory_pool_flag(&facts.argv, spec.memory_pool_flags) {
         let message = format!(
             "{} left alone: {} pools device memory itself and refuses expandable segments",
             spec.conf_var,

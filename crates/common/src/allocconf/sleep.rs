@@ -1,16 +1,16 @@
 //! Detects, from a command line, programs whose allocator pools device memory
 //! itself (RL sleep mode, memory savers). Those must keep their configuration:
-//! vllm-ascend's `CaMemAllocator` refuses expandable segments.
+//! vllm-ascend's `CaMemAllocator` refuses expandable segments. Which flags
+//! say so is a runtime fact (`RuntimeSpec::memory_pool_flags`).
 
-/// Returns the argument that shows a memory-pooling mode, if any.
-pub fn memory_pool_flag(argv: &[Vec<u8>]) -> Option<String> {
-    argv.iter().find(|arg| enables_memory_pool(arg)).map(|arg| String::from_utf8_lossy(arg).into_owned())
+/// Returns the argument that shows a memory-pooling mode, if any: one of
+/// `flags` (compared after lowercasing and mapping `_` to `-`, alone or
+/// `=true`), or a Hydra override `…enable_sleep_mode=true`.
+pub fn memory_pool_flag(argv: &[Vec<u8>], flags: &[&str]) -> Option<String> {
+    argv.iter().find(|arg| enables_memory_pool(arg, flags)).map(|arg| String::from_utf8_lossy(arg).into_owned())
 }
 
-/// Flags (after lowercasing and mapping `_` to `-`) that turn pooling on.
-const FLAGS: [&str; 4] = ["--enable-sleep-mode", "--vllm.enable-sleep", "--vllm-enable-sleep", "--enable-memory-saver"];
-
-fn enables_memory_pool(arg: &[u8]) -> bool {
+fn enables_memory_pool(arg: &[u8], flags: &[&str]) -> bool {
     let lowered: Vec<u8> = arg.iter().map(u8::to_ascii_lowercase).collect();
     let (name, value) = match lowered.iter().position(|&b| b == b'=') {
         Some(eq) => (&lowered[..eq], Some(&lowered[eq + 1..])),
@@ -24,7 +24,7 @@ fn enables_memory_pool(arg: &[u8]) -> bool {
         return is_true(value);
     }
     let dashed: Vec<u8> = name.iter().map(|&b| if b == b'_' { b'-' } else { b }).collect();
-    FLAGS.iter().any(|flag| flag.as_bytes() == dashed.as_slice()) && value.is_none_or(is_true)
+    flags.iter().any(|flag| flag.as_bytes() == dashed.as_slice()) && value.is_none_or(is_true)
 }
 
 fn is_true(value: &[u8]) -> bool {
@@ -37,7 +37,7 @@ mod tests {
 
     fn detect(args: &[&str]) -> Option<String> {
         let argv: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
-        memory_pool_flag(&argv)
+        memory_pool_flag(&argv, crate::runtime::npu::SPEC.memory_pool_flags)
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct RuntimeSpec {
     /// The library's variable that tells child processes what this one
     /// decided (`allocconf::marker`).
     pub marker_var: &'static str,
+    /// Command-line flags of programs whose allocator pools device memory
+    /// itself (sleep mode, memory savers), which keep their configuration.
+    pub memory_pool_flags: &'static [&'static str],
     /// The key this product turns on.
     pub enable_key: &'static str,
     /// The value written for `enable_key`.

@@ -88,6 +88,8 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     conf_var: "PYTORCH_NPU_ALLOC_CONF",
     generic_conf_var: "PYTORCH_ALLOC_CONF",
     marker_var: "NPU_ALLOC_SHIM_DECISION",
+    // vLLM (vllm-ascend) sleep mode and SGLang's memory saver.
+    memory_pool_flags: &["--enable-sleep-mode", "--vllm.enable-sleep", "--vllm-enable-sleep", "--enable-memory-saver"],
     enable_key: "expandable_segments",
     enable_value: "True",
     // NPUCachingAllocator refuses expandable segments with either (2.1.0-6.0.rc1 on).
