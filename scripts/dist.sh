@@ -161,6 +161,31 @@ smoke() {
     log "$arch: the library loads and decides ($(grep -m1 'npu-alloc-shim:' <<<"$out"))"
 }
 
+# Unpacks the native tarball and runs `whatif` from it on a small snapshot,
+# outside the checkout and with an empty cache: the simulated runtime must be
+# built from the sources the CLI carries. Needs a torch_npu 2.10 environment
+# (scripts/torch-npu-venv.sh 2.10, which CI creates); without one it says so.
+whatif_from_tarball() {
+    local tarball=$1 cache=${NPU_ALLOC_SHIM_VENV_CACHE:-${HOME:-/root}/.cache/npu-alloc-shim}
+    local python=$cache/venv-2.10/bin/python scratch out
+    if [[ ! -f $cache/venv-2.10/.npu-alloc-shim-complete ]]; then
+        log "not running whatif from $tarball: no torch_npu 2.10 environment in $cache"
+        return
+    fi
+    scratch=$(mktemp -d)
+    tar -xzf "$tarball" -C "$scratch"
+    "$python" -c "import pickle,sys
+M=1<<20
+e=lambda a,ad,s:{'action':a,'addr':ad,'size':s,'stream':0,'frames':[]}
+pickle.dump({'segments':[],'device_traces':[[e('alloc',1,8*M),e('alloc',2,24*M)]]},open(sys.argv[1],'wb'),protocol=4)" \
+        "$scratch/small.pickle"
+    out=$(cd "$scratch" && NPU_ALLOC_SHIM_VENV_CACHE="$scratch/cache" ./*/bin/npu-alloc-shim whatif small.pickle \
+        --config "" --json --device-gb 1 --python "$python" 2>&1) || die "whatif from $tarball failed: $out"
+    grep -Eq '"outcome": ?"completed"' <<<"$out" || die "whatif from $tarball did not complete: $out"
+    rm -rf "$scratch"
+    log "whatif runs from $(basename "$tarball") outside the checkout (simulated runtime built from the CLI's sources)"
+}
+
 main() {
     install_tools
     local version
@@ -203,6 +228,7 @@ main() {
     done
     (cd "$DIST" && sha256sum -- *.tar.gz >SHA256SUMS)
     log "wrote $DIST/SHA256SUMS"
+    whatif_from_tarball "$DIST/npu-alloc-shim-$version-$(uname -m).tar.gz"
     cat "$DIST/SHA256SUMS"
 }
 
