@@ -2,7 +2,7 @@
 //! is `allocconf::decide::decide` itself, fed with the facts the constructor
 //! would read, so the answer cannot drift from the library's behaviour.
 
-use super::check_report::{DialectParse, EntryReport, Lookup, Report, Variable};
+use super::check_report::{DialectParse, EntryReport, Lookup, Names, Report, Variable};
 use super::installed;
 use clap::Args;
 use common::allocconf::decide::{self, Action, Decision, Facts, Level, Verdict};
@@ -196,6 +196,7 @@ fn build(
         driver,
         warnings,
         notes,
+        names: Names { framework: spec.framework, driver: spec.driver_name },
     }
 }
 

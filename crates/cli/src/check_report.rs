@@ -74,6 +74,16 @@ pub struct Report {
     pub driver: Lookup,
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
+    /// How the text names the framework and the driver (the runtime's words).
+    #[serde(skip)]
+    pub names: Names,
+}
+
+/// The runtime's names for what `check` looks up.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Names {
+    pub framework: &'static str,
+    pub driver: &'static str,
 }
 
 impl Report {
@@ -100,13 +110,14 @@ impl Report {
                 let _ = writeln!(out, "  (no entries)");
             }
             for entry in &parse.entries {
-                let installed = entry.installed.map(|i| format!("; installed torch_npu: {i}")).unwrap_or_default();
+                let framework = self.names.framework;
+                let installed = entry.installed.map(|i| format!("; installed {framework}: {i}")).unwrap_or_default();
                 let _ =
                     writeln!(out, "  {}:{}  (accepted by {}{installed})", entry.key, entry.value, entry.accepted_by);
             }
         }
-        let _ = writeln!(out, "torch_npu: {}", describe(&self.torch_npu));
-        let _ = writeln!(out, "Ascend driver: {}", describe(&self.driver));
+        let _ = writeln!(out, "{}: {}", self.names.framework, describe(&self.torch_npu));
+        let _ = writeln!(out, "{}: {}", self.names.driver, describe(&self.driver));
         for warning in &self.warnings {
             let _ = writeln!(out, "warning: {warning}");
         }

@@ -95,6 +95,8 @@ pub struct RuntimeSpec {
     pub oom_codes: &'static [i32],
     /// Python package whose version decides which keys are accepted.
     pub python_package: &'static str,
+    /// How messages name the driver ("Ascend driver").
+    pub driver_name: &'static str,
     /// Files that hold the driver version on a standard install.
     pub driver_version_files: &'static [&'static str],
     /// What installed versions of the framework and the driver mean.

@@ -53,6 +53,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     runtime_libraries: &["libtoyrt.so"],
     oom_codes: &[2],
     python_package: "torch_toy",
+    driver_name: "toy driver",
     driver_version_files: &[],
     versions: VersionFacts {
         framework_warnings: no_warnings,

@@ -104,6 +104,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     // ACL_ERROR_RT_MEMORY_ALLOCATION, ACL_ERROR_RT_DEVICE_OOM
     oom_codes: &[207001, 207018],
     python_package: "torch_npu",
+    driver_name: "Ascend driver",
     driver_version_files: &["/usr/local/Ascend/driver/version.info"],
     versions: VersionFacts {
         framework_warnings: versions::torch_npu_warnings,
