@@ -9,42 +9,13 @@
 //! installs is removed by drop guards, failure or not.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use support::probes;
+use support::setuid::{Installed, libc_dir, nosuid};
 
 /// The unprivileged user and group the probe runs as (nobody/nogroup).
 const NOBODY: &str = "65534";
-
-/// Removes an installed file when dropped.
-struct Installed(PathBuf);
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// The directory of the libc mapped into this process: a standard directory
-/// for ld.so on this system, whatever its layout.
-fn libc_dir() -> PathBuf {
-    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
-    let path = maps
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|path| Path::new(path).file_name().is_some_and(|n| n.to_string_lossy().starts_with("libc.so")))
-        .expect("libc in /proc/self/maps");
-    Path::new(path).parent().expect("libc dir").to_path_buf()
-}
-
-fn nosuid(dir: &Path) -> bool {
-    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).expect("path");
-    // SAFETY: statvfs fills the zeroed struct for a valid C path.
-    unsafe {
-        let mut stat: libc::statvfs = std::mem::zeroed();
-        libc::statvfs(path.as_ptr(), &mut stat) == 0 && stat.f_flag & libc::ST_NOSUID != 0
-    }
-}
 
 /// Why this test cannot run here, if it cannot.
 fn skip_reason(scratch: &Path) -> Option<String> {

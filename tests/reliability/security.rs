@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::SystemTime;
 use support::fixtures::{self as common, n};
 use support::probes;
+use support::setuid::{Installed, libc_dir, nosuid};
 
 /// Every path under `root` with its kind, size, mode and mtime: what a test
 /// compares before and after to prove nothing changed.
@@ -168,36 +169,6 @@ fn recordings_are_private_whatever_the_umask() {
 }
 
 // ---- set-user-ID processes ----
-
-/// Removes an installed file when dropped.
-struct Installed(PathBuf);
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// The directory of this process's libc: a trusted directory for ld.so,
-/// where a set-user-ID program may preload a library by bare name.
-fn libc_dir() -> PathBuf {
-    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
-    let path = maps
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|path| Path::new(path).file_name().is_some_and(|n| n.to_string_lossy().starts_with("libc.so")))
-        .expect("libc in /proc/self/maps");
-    Path::new(path).parent().expect("libc dir").to_path_buf()
-}
-
-fn nosuid(dir: &Path) -> bool {
-    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).expect("path");
-    // SAFETY: statvfs fills the zeroed struct for a valid C path.
-    unsafe {
-        let mut stat: libc::statvfs = std::mem::zeroed();
-        libc::statvfs(path.as_ptr(), &mut stat) == 0 && stat.f_flag & libc::ST_NOSUID != 0
-    }
-}
 
 /// A set-user-ID-root program that calls the runtime, with the library
 /// preloaded (as glibc allows: bare name, trusted directory, set-user-ID

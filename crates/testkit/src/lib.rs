@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod overhead;
 pub mod probes;
 pub mod reports;
+pub mod setuid;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
