@@ -13,7 +13,8 @@ pub mod reports;
 pub mod setuid;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// `target/<profile>`, found from the test executable (`target/<profile>/deps/x`).
@@ -177,13 +178,10 @@ impl FileLock {
     }
 }
 
-/// Runs a command to the end like `run_with_timeout` and also returns the
-/// peak resident memory of that child alone (`wait4`'s rusage; the test
-/// process's RUSAGE_CHILDREN would count every child of every test).
-// The child is reaped by wait4 below, which clippy cannot see.
-#[allow(clippy::zombie_processes)]
-pub fn run_measuring_peak_memory(command: &mut Command, limit: Duration) -> (Output, u64) {
-    use std::os::unix::process::ExitStatusExt;
+/// Spawns with stdin closed and both outputs read by threads while the
+/// caller waits: a child writing more than a pipe buffer (64 KiB) would
+/// otherwise block until the time limit.
+fn spawn_piped(command: &mut Command) -> (Child, JoinHandle<Vec<u8>>, JoinHandle<Vec<u8>>) {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -192,6 +190,17 @@ pub fn run_measuring_peak_memory(command: &mut Command, limit: Duration) -> (Out
         .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
+    (child, stdout, stderr)
+}
+
+/// Runs a command to the end like `run_with_timeout` and also returns the
+/// peak resident memory of that child alone (`wait4`'s rusage; the test
+/// process's RUSAGE_CHILDREN would count every child of every test).
+// The child is reaped by wait4 below, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+pub fn run_measuring_peak_memory(command: &mut Command, limit: Duration) -> (Output, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let (mut child, stdout, stderr) = spawn_piped(command);
     let pid = child.id() as libc::pid_t;
     let start = Instant::now();
     loop {
@@ -252,16 +261,7 @@ pub fn run_ok(command: &mut Command) -> Output {
 pub fn run_with_timeout(command: &mut Command, limit: Duration) -> Output {
     let mut retried = false;
     'spawn: loop {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
-        // Read both pipes while waiting: a child writing more than a pipe buffer
-        // (64 KiB) would otherwise block until the time limit.
-        let stdout = drain(child.stdout.take());
-        let stderr = drain(child.stderr.take());
+        let (mut child, stdout, stderr) = spawn_piped(command);
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
@@ -328,7 +328,7 @@ fn child_state(pid: u32) -> String {
 }
 
 /// Reads a child's pipe to its end on a thread of its own.
-fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
         if let Some(mut pipe) = pipe {
