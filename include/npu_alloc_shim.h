@@ -50,6 +50,14 @@ int npu_alloc_shim_get_totals(int which, struct npu_alloc_shim_totals *out);
 /* Sets every peak (device, per device, host) to the current live bytes. */
 void npu_alloc_shim_reset_peaks(void);
 
+/* Records a phase mark (a training step, an RL sleep or wake) named `name`;
+ * at most 64 bytes of it are kept, and the first 256 marks. The recording
+ * keeps what each calling library held at each mark; `npu-alloc-shim report`
+ * shows it and what was left from one mark to the next. Returns 0, or -1
+ * when `name` is NULL or recording is off. From Python:
+ *   ctypes.CDLL(None).npu_alloc_shim_mark(b"step 1") */
+int npu_alloc_shim_mark(const char *name);
+
 #ifdef __cplusplus
 }
 #endif

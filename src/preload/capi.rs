@@ -1,7 +1,7 @@
 //! The C API (`include/npu_alloc_shim.h`). Every function is callable from C,
 //! `ctypes` and gdb, never panics across the boundary, and needs no setup.
 
-use super::record::{self, lifecycle, pools, snapshot};
+use super::record::{self, lifecycle, marks, pools, snapshot};
 use common::format::Counters;
 use std::ffi::{CStr, c_char, c_int};
 
@@ -61,4 +61,24 @@ pub extern "C" fn npu_alloc_shim_reset_peaks() {
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub extern "C" fn npu_alloc_shim_is_recording() -> c_int {
     c_int::from(record::TRACING.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Records a phase mark named `name` (at most 64 bytes kept): the report
+/// shows what each library held at each mark and what was left from one mark
+/// to the next. Returns 0, or -1 when `name` is NULL or recording is off.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn npu_alloc_shim_mark(name: *const c_char) -> c_int {
+    if name.is_null() || !record::TRACING.load(std::sync::atomic::Ordering::Relaxed) {
+        return -1;
+    }
+    let run = || {
+        // SAFETY: the caller passes a C string (checked non-NULL).
+        let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+        marks::record(name);
+        0
+    };
+    std::panic::catch_unwind(run).unwrap_or(-1)
 }

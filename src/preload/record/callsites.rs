@@ -34,6 +34,22 @@ pub fn slot(address: usize) -> usize {
     OVERFLOW
 }
 
+/// Whether a call site was interned in `slot`.
+pub fn is_used(slot: usize) -> bool {
+    slot != OVERFLOW && ADDRESSES[slot].load(Ordering::Relaxed) != 0
+}
+
+/// What a call site slot is shown as in a recording.
+pub const OVERFLOW_NAME: &str = "(other call sites)";
+
+/// The library (file) of each call site slot, read from the loader's maps now.
+pub fn library_names(slots: &[usize]) -> Vec<String> {
+    let addresses: Vec<usize> =
+        slots.iter().map(|&slot| if slot == OVERFLOW { 0 } else { ADDRESSES[slot].load(Ordering::Acquire) }).collect();
+    let names = super::objects::names_of(&addresses);
+    slots.iter().zip(names).map(|(&slot, name)| if slot == OVERFLOW { OVERFLOW_NAME.to_owned() } else { name }).collect()
+}
+
 pub fn reset() {
     ADDRESSES.iter().for_each(|a| a.store(0, Ordering::Relaxed));
 }

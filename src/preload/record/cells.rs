@@ -30,6 +30,10 @@ pub struct Stripe {
     pub site_calls: [AtomicU64; CALLSITES],
     pub site_failures: [AtomicU64; CALLSITES],
     pub site_bytes: [AtomicU64; CALLSITES],
+    /// Bytes held per call site and pool ([device, host]): added by the
+    /// allocating thread, subtracted (wrapping) by the freeing one, so only
+    /// the sum over stripes means something.
+    pub site_live: [[AtomicU64; CALLSITES]; 2],
 }
 
 impl Stripe {
@@ -47,6 +51,7 @@ impl Stripe {
             site_calls: [const { AtomicU64::new(0) }; CALLSITES],
             site_failures: [const { AtomicU64::new(0) }; CALLSITES],
             site_bytes: [const { AtomicU64::new(0) }; CALLSITES],
+            site_live: [const { [const { AtomicU64::new(0) }; CALLSITES] }; 2],
         }
     }
 
@@ -63,6 +68,7 @@ impl Stripe {
             .chain(&self.site_calls)
             .chain(&self.site_failures)
             .chain(&self.site_bytes)
+            .chain(self.site_live.iter().flatten())
     }
 }
 
@@ -90,6 +96,12 @@ impl Lane {
         } else {
             cell.fetch_add(value, Relaxed);
         }
+    }
+
+    /// Takes `value` away from a cell (wrapping: see `Stripe::site_live`).
+    #[inline(always)]
+    pub fn sub(self, cell: &AtomicU64, value: u64) {
+        self.add(cell, value.wrapping_neg());
     }
 
     /// The lane to use once this thread gives its owned stripe back.
@@ -132,4 +144,15 @@ pub fn reset() {
     for stripe in &BLOCKS {
         stripe.cells().for_each(|c| c.store(0, Relaxed));
     }
+}
+
+/// Sums of `site_live[pool]` over all stripes, every site at once.
+pub fn site_live_sums(pool: usize) -> [u64; CALLSITES] {
+    let mut sums = [0u64; CALLSITES];
+    for stripe in &BLOCKS {
+        for (sum, cell) in sums.iter_mut().zip(&stripe.site_live[pool]) {
+            *sum = sum.wrapping_add(cell.load(Relaxed));
+        }
+    }
+    sums
 }

@@ -5,14 +5,16 @@
 
 use super::forklock::ForkLock;
 use super::timeline::Timeline;
-use super::{ACTIVE, TRACING, WRITE_ERRORS, callsites, cells, failures, live, output, pools, snapshot};
+use super::{
+    ACTIVE, TRACING, WRITE_ERRORS, callsites, cells, failures, live, marks, output, peak, pools, snapshot, used,
+    wake,
+};
 use crate::preload::log;
 use common::allocconf::decide::Level;
 use common::allocconf::quote::{MESSAGE_LIMIT, quote};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 
 /// The timeline, also the lock that serialises writers (flusher, exit, C API).
 static STATE: ForkLock<Timeline> = ForkLock::new(Timeline::new());
@@ -33,6 +35,10 @@ static START_UNIX_MS: AtomicU64 = AtomicU64::new(0);
 /// The next recorded call starts the flusher thread: set at start (processes
 /// that never call the runtime get no thread) and in a fork child.
 static FLUSHER_WANTED: AtomicBool = AtomicBool::new(false);
+/// The first periodic write comes this soon after the first recorded call
+/// (or the flush interval, when shorter): a short-lived worker (a
+/// `multiprocessing.Pool` process ended with SIGTERM) leaves a recording.
+pub const FIRST_WRITE_MS: u64 = 100;
 /// Only the first write failure is reported; later ones are counted.
 static WRITE_WARNED: AtomicBool = AtomicBool::new(false);
 
@@ -128,17 +134,24 @@ fn spawn_flusher() {
 }
 
 fn flusher() {
+    wake::writer_started();
+    flush_loop();
+    wake::writer_stopped();
+}
+
+fn flush_loop() {
     let flush_ms = FLUSH_MS.load(Relaxed);
-    let mut next_flush = flush_ms;
+    let mut next_flush = elapsed_ms() + flush_ms.min(FIRST_WRITE_MS);
     let mut next_sample = 0;
     loop {
         let interval = STATE.lock().interval_ms;
-        // Wake for whichever comes first: the next sample or the next flush
-        // (the sampling interval grows in long runs; the flush interval not).
+        // Wake for whichever comes first: the next sample, the next flush
+        // (the sampling interval grows in long runs; the flush interval
+        // not), or a write asked for by a failed allocation.
         let now = elapsed_ms();
         next_sample = next_sample.max(now).min(now + interval);
         let wake = if flush_ms > 0 { next_sample.min(next_flush) } else { next_sample };
-        std::thread::sleep(Duration::from_millis(wake.saturating_sub(now).max(1)));
+        let asked = wake::writer_sleep(wake.saturating_sub(now).max(1));
         if FINAL_WRITTEN.load(Relaxed) {
             return;
         }
@@ -147,7 +160,7 @@ fn flusher() {
         // of this thread's half-done work that no thread of its owns (valgrind
         // reported one as definitely lost in a fork child). Acted on after the
         // lock is dropped: `exit` runs the exit handler, which takes STATE.
-        let alone = {
+        let alone = !asked && {
             let _state = STATE.lock();
             only_thread_left()
         };
@@ -170,11 +183,14 @@ fn flusher() {
             state.sample(now);
             next_sample = now + state.interval_ms;
         }
-        if flush_ms > 0 && now >= next_flush {
+        let periodic = flush_ms > 0 && now >= next_flush;
+        if periodic {
             next_flush = now + flush_ms;
-            if ACTIVE.load(Relaxed) && !FINAL_WRITTEN.load(Relaxed) {
-                write_locked(&state, None, false);
-            }
+        }
+        if (periodic || wake::pending()) && ACTIVE.load(Relaxed) && !FINAL_WRITTEN.load(Relaxed) {
+            let asks = wake::covering();
+            write_locked(&state, None, false);
+            wake::covered(asks);
         }
     }
 }
@@ -288,6 +304,10 @@ extern "C" fn after_fork_child() {
     live::reset_in_child();
     callsites::reset();
     failures::reset();
+    marks::reset();
+    peak::reset();
+    used::reset();
+    wake::reset_in_child();
     ACTIVE.store(false, Relaxed);
     FINAL_WRITTEN.store(false, Relaxed);
     mark_start();

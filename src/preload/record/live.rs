@@ -1,4 +1,4 @@
-//! Live allocations: pointer -> (size, device slot, pool), needed because a
+//! Live allocations: pointer -> (size, call site, device slot, pool), needed because a
 //! free carries no size. Sharded by pointer hash; each shard is a linear-
 //! probing table behind its own spin lock (held for a few instructions, never
 //! across a call), grown with `mmap` so the host's allocator is never entered.
@@ -9,23 +9,43 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const SHARDS: usize = 64;
 const FIRST_CAPACITY: usize = 256;
 
-/// What is stored per pointer, packed in 8 bytes.
+/// What is stored per pointer, packed in 8 bytes (16 with the key: with the
+/// table at most 3/4 full and doubling, under 43 bytes per live allocation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta {
+    /// At most `MAX_SIZE` (see `Meta::new`).
     pub size: u64,
+    /// The call site that allocated it (`callsites`), for bytes held per library.
+    pub site: u8,
     pub device_slot: u8,
     pub pool: u8,
 }
 
 impl Meta {
-    const SIZE_BITS: u32 = 48;
+    const SIZE_BITS: u32 = 40;
+    /// 1 TiB: more than any device holds; a larger request cannot succeed.
+    pub const MAX_SIZE: u64 = (1 << Self::SIZE_BITS) - 1;
+
+    /// Sizes are clamped here, so that what is added at allocation is what
+    /// is subtracted at the free.
+    pub fn new(size: u64, site: usize, device_slot: usize, pool: usize) -> Meta {
+        Meta { size: size.min(Self::MAX_SIZE), site: site as u8, device_slot: device_slot as u8, pool: pool as u8 }
+    }
 
     fn pack(self) -> u64 {
-        self.size.min((1 << Self::SIZE_BITS) - 1) | (u64::from(self.device_slot) << 48) | (u64::from(self.pool) << 56)
+        self.size
+            | (u64::from(self.site) << 40)
+            | (u64::from(self.device_slot) << 48)
+            | (u64::from(self.pool) << 56)
     }
 
     fn unpack(word: u64) -> Meta {
-        Meta { size: word & ((1 << Self::SIZE_BITS) - 1), device_slot: (word >> 48) as u8, pool: (word >> 56) as u8 }
+        Meta {
+            size: word & Self::MAX_SIZE,
+            site: (word >> 40) as u8,
+            device_slot: (word >> 48) as u8,
+            pool: (word >> 56) as u8,
+        }
     }
 }
 
@@ -268,7 +288,7 @@ mod tests {
             if state & 3 == 0 {
                 assert_eq!(remove(key), model.remove(&key), "remove {key}");
             } else {
-                let meta = Meta { size: state >> 20, device_slot: (state >> 8) as u8, pool: (state >> 16) as u8 & 1 };
+                let meta = Meta::new(state >> 20, (state >> 4) as u8 as usize, (state >> 8) as u8 as usize, (state >> 16) as usize & 1);
                 let previous = model.insert(key, meta);
                 match insert(key, meta) {
                     Inserted::New => assert_eq!(previous, None),

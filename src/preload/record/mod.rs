@@ -6,14 +6,19 @@ pub mod callsites;
 pub mod cells;
 pub mod failures;
 pub mod forklock;
+pub mod held;
 pub mod lifecycle;
 pub mod live;
+pub mod marks;
 pub mod objects;
 pub mod origin;
 pub mod output;
+pub mod peak;
 pub mod pools;
 pub mod snapshot;
 pub mod timeline;
+pub mod used;
+pub mod wake;
 
 use common::format::histogram;
 use common::runtime::{self, ApiClass};
@@ -24,7 +29,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 pub const MAX_DEVICES: usize = 64;
 pub const OTHER_DEVICE_SLOT: usize = MAX_DEVICES - 1;
 /// Distinct call sites tracked per process; the last slot collects the rest.
+/// A live pointer keeps its site in one byte (`live::Meta`).
 pub const CALLSITES: usize = 256;
+const _: () = assert!(CALLSITES <= 256);
 
 /// Pool indexes.
 pub const DEVICE: usize = 0;
@@ -52,11 +59,25 @@ struct ThreadState {
     device: Cell<i32>,
     /// This thread's stripe; `None` until its first recorded call.
     lane: Cell<Option<cells::Lane>>,
+    /// The size class of this thread's last failed allocation, until an
+    /// allocation in that class succeeds (`failures`); NO_FAILURE otherwise.
+    failed_bucket: Cell<u32>,
+    /// Kernel thread id, asked at the first failure; 0 until then.
+    tid: Cell<i32>,
 }
 
+const NO_FAILURE: u32 = u32::MAX;
+
 thread_local! {
-    static THREAD: ThreadState =
-        const { ThreadState { depth: Cell::new(0), device: Cell::new(-1), lane: Cell::new(None) } };
+    static THREAD: ThreadState = const {
+        ThreadState {
+            depth: Cell::new(0),
+            device: Cell::new(-1),
+            lane: Cell::new(None),
+            failed_bucket: Cell::new(NO_FAILURE),
+            tid: Cell::new(0),
+        }
+    };
 }
 
 /// Called at thread exit (pthread key destructor) with the owned stripe.
@@ -117,6 +138,15 @@ impl Scope {
                 lane
             }
         }
+    }
+
+    fn tid(&self) -> i32 {
+        let thread = self.thread();
+        if thread.tid.get() == 0 {
+            // SAFETY: gettid has no preconditions.
+            thread.tid.set(unsafe { libc::gettid() });
+        }
+        thread.tid.get()
     }
 
     /// The calling thread's device, asking the runtime once per thread if needed.
@@ -183,6 +213,34 @@ fn pool_of(index: usize) -> Option<usize> {
     }
 }
 
+/// A block becomes live: its pool's level and its call site's bytes.
+#[inline(always)]
+fn hold(lane: cells::Lane, meta: live::Meta) {
+    lane.add(&lane.stripe().site_live[usize::from(meta.pool) & 1][usize::from(meta.site)], meta.size);
+    if pools::acquire(meta) {
+        peak::on_new_peak(usize::from(meta.pool) & 1);
+    }
+}
+
+/// A block is gone (freed, or its free went past us).
+#[inline(always)]
+fn release(lane: cells::Lane, meta: live::Meta) {
+    pools::release(meta);
+    lane.sub(&lane.stripe().site_live[usize::from(meta.pool) & 1][usize::from(meta.site)], meta.size);
+}
+
+/// Successful allocations of the process so far, device and host (a
+/// failure's "did anything follow?"). Sums every stripe: failures only.
+pub fn successful_allocations() -> u64 {
+    runtime::all_hooks()
+        .filter(|(_, _, hook)| matches!(hook.class, ApiClass::DeviceAlloc | ApiClass::HostAlloc))
+        .map(|(index, _, _)| {
+            let calls = cells::sum(|s| &s.api_calls[index]);
+            calls.wrapping_sub(cells::sum(|s| &s.api_failures[index]))
+        })
+        .fold(0, u64::wrapping_add)
+}
+
 fn device_slot(device: i32) -> usize {
     usize::try_from(device).ok().filter(|&d| d < OTHER_DEVICE_SLOT).unwrap_or(OTHER_DEVICE_SLOT)
 }
@@ -200,17 +258,21 @@ impl Scope {
             lane.add(&stripe.site_calls[site], 1);
             let pool = pool_of(index).unwrap_or(DEVICE);
             let device = if pool == DEVICE { self.device() } else { -1 };
+            let bucket = histogram::index(size);
             if rc != 0 {
                 lane.add(&stripe.api_failures[index], 1);
                 lane.add(&stripe.site_failures[site], 1);
-                let mem_info = if pool == DEVICE { (self.queries.mem_info)() } else { None };
-                failures::record(index, size, rc, device, pool, mem_info);
+                self.failed(index, rc, size, device, pool, bucket as u32);
                 return;
+            }
+            let thread = self.thread();
+            if thread.failed_bucket.get() == bucket as u32 {
+                thread.failed_bucket.set(NO_FAILURE);
+                failures::recovered(self.tid(), bucket as u32);
             }
             lane.add(&stripe.api_bytes[index], size);
             lane.add(&stripe.site_bytes[site], size);
             if pool == DEVICE {
-                let bucket = histogram::index(size);
                 lane.add(&stripe.hist_count[bucket], 1);
                 lane.add(&stripe.hist_bytes[bucket], size);
                 lane.add(&stripe.device_calls[device_slot(device)], 1);
@@ -220,19 +282,43 @@ impl Scope {
                 NULL_RESULTS.fetch_add(1, Relaxed);
                 return;
             }
-            let meta = live::Meta { size, device_slot: device_slot(device) as u8, pool: pool as u8 };
+            let meta = live::Meta::new(size, site, device_slot(device), pool);
             match live::insert(key as u64, meta) {
                 live::Inserted::New => {}
                 // The runtime handed out an address we still thought live:
                 // its free went past us. Count the old block as gone.
-                live::Inserted::Replaced(old) => pools::release(old),
+                live::Inserted::Replaced(old) => release(lane, old),
                 live::Inserted::Full => {
                     TABLE_FULL.fetch_add(1, Relaxed);
                     return;
                 }
             }
-            pools::acquire(meta);
+            hold(lane, meta);
+            if pool == DEVICE && used::wanted() {
+                used::answer(device_slot(device), self.queries.mem_info);
+            }
         });
+    }
+
+    /// A failed allocation: kept with the moment's state, and written out
+    /// at once (`wake`) so that a process killed right after keeps it.
+    #[cold]
+    fn failed(&self, index: usize, rc: i32, size: u64, device: i32, pool: usize, bucket: u32) {
+        let mem_info = if pool == DEVICE { (self.queries.mem_info)() } else { None };
+        let thread = self.tid();
+        self.thread().failed_bucket.set(bucket);
+        let t_ms = failures::record(failures::Failed {
+            api: index,
+            size,
+            code: rc,
+            device,
+            pool,
+            mem_info,
+            thread,
+            bucket,
+            successes_before: successful_allocations(),
+        });
+        wake::write_now(t_ms);
     }
 
     /// Before a free: forget `key`, returning what was recorded for it.
@@ -259,14 +345,17 @@ impl Scope {
                     && let live::Inserted::Full = live::insert(key as u64, meta)
                 {
                     TABLE_FULL.fetch_add(1, Relaxed);
-                    pools::release(meta);
+                    release(lane, meta);
                 }
                 return;
             }
             match taken {
                 Some(meta) => {
                     lane.add(&stripe.api_bytes[index], meta.size);
-                    pools::release(meta);
+                    release(lane, meta);
+                    if usize::from(meta.pool) == DEVICE && used::wanted() {
+                        used::answer(usize::from(meta.device_slot), self.queries.mem_info);
+                    }
                 }
                 None => lane.add(&stripe.untracked_frees[pool_of(index).unwrap_or(DEVICE)], 1),
             }

@@ -21,15 +21,14 @@ impl Level {
         Level { live: AtomicU64::new(0), peak: AtomicU64::new(0), window_max: AtomicU64::new(0) }
     }
 
+    /// True when this set a new peak.
     #[inline]
-    fn add(&self, size: u64) {
+    fn add(&self, size: u64) -> bool {
         let live = self.live.fetch_add(size, Relaxed).wrapping_add(size);
-        if live > self.peak.load(Relaxed) {
-            self.peak.fetch_max(live, Relaxed);
-        }
         if live > self.window_max.load(Relaxed) {
             self.window_max.fetch_max(live, Relaxed);
         }
+        live > self.peak.load(Relaxed) && self.peak.fetch_max(live, Relaxed) < live
     }
 
     #[inline]
@@ -57,8 +56,9 @@ fn level(meta: Meta) -> &'static Level {
     if usize::from(meta.pool) == DEVICE { &DEVICES[usize::from(meta.device_slot)] } else { &HOST }
 }
 
-pub fn acquire(meta: Meta) {
-    level(meta).add(meta.size);
+/// True when the block set a new peak of its level.
+pub fn acquire(meta: Meta) -> bool {
+    level(meta).add(meta.size)
 }
 
 pub fn release(meta: Meta) {

@@ -3,9 +3,14 @@
 
 use super::cells::{self, Stripe};
 use super::origin;
-use super::timeline::Timeline;
-use super::{CALLSITES, DEVICE, HOST, MAX_DEVICES, OTHER_DEVICE_SLOT, callsites, failures, objects, pools};
-use common::format::{self, ApiCounters, Caller, Counters, Device, Failure, Recording, histogram};
+use super::timeline::{self, Timeline};
+use super::{
+    CALLSITES, DEVICE, HOST, MAX_DEVICES, OTHER_DEVICE_SLOT, callsites, failures, held, marks, objects, peak, pools,
+};
+use common::format::{
+    self, ApiCounters, Caller, Counters, Device, Failure, Held, MARKS_KEPT, Mark, Outcome, Pool, Recording,
+    TimelineLibrary, histogram,
+};
 use common::runtime::{self, ApiClass, RuntimeSpec};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
@@ -80,28 +85,85 @@ fn devices() -> Vec<Device> {
         .collect()
 }
 
-fn callers() -> Vec<Caller> {
-    let slots: Vec<usize> = (0..CALLSITES).filter(|&slot| cells::sum(|s: &Stripe| &s.site_calls[slot]) > 0).collect();
-    let addresses: Vec<usize> = slots
-        .iter()
-        .map(|&slot| if slot == callsites::OVERFLOW { 0 } else { callsites::ADDRESSES[slot].load(Acquire) })
-        .collect();
-    let libraries = objects::names_of(&addresses);
+/// Library names of call site slots, read from the loader's maps once per
+/// snapshot for every slot in use.
+struct SiteNames(Vec<Option<String>>);
+
+impl SiteNames {
+    fn now() -> SiteNames {
+        let used: Vec<usize> = (0..CALLSITES).filter(|&slot| cells::sum(|s: &Stripe| &s.site_calls[slot]) > 0).collect();
+        let mut names = vec![None; CALLSITES];
+        for (&slot, name) in used.iter().zip(callsites::library_names(&used)) {
+            names[slot] = Some(name);
+        }
+        SiteNames(names)
+    }
+
+    fn used(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.0.iter().enumerate().filter_map(|(slot, name)| Some((slot, name.as_deref()?)))
+    }
+
+    fn of(&self, slot: usize) -> &str {
+        self.0.get(slot).and_then(|n| n.as_deref()).unwrap_or(objects::UNKNOWN)
+    }
+}
+
+/// Holders by site made holders by library (sites of one library added up).
+fn held_by_library(names: &SiteNames, sites: &[(usize, u64)], pool: Pool) -> Vec<Held> {
+    let mut by_library: Vec<Held> = Vec::new();
+    for &(site, bytes) in sites {
+        let library = names.of(site);
+        match by_library.iter_mut().find(|h| h.library == library) {
+            Some(held) => held.bytes += bytes,
+            None => by_library.push(Held { library: library.to_owned(), pool, bytes }),
+        }
+    }
+    by_library.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    by_library
+}
+
+fn callers(names: &SiteNames) -> Vec<Caller> {
+    let device_live = held::per_site(DEVICE);
+    let host_live = held::per_site(HOST);
+    let (device_peak, host_peak) = (peak::read(DEVICE), peak::read(HOST));
     let mut by_library: BTreeMap<String, Caller> = BTreeMap::new();
-    for (&slot, library) in slots.iter().zip(libraries) {
-        let library = if slot == callsites::OVERFLOW { "(other call sites)".to_owned() } else { library };
-        let entry = by_library.entry(library.clone()).or_insert_with(|| Caller { library, ..Caller::default() });
+    for (slot, library) in names.used() {
+        let entry = by_library
+            .entry(library.to_owned())
+            .or_insert_with(|| Caller { library: library.to_owned(), ..Caller::default() });
         entry.calls += cells::sum(|s: &Stripe| &s.site_calls[slot]);
         entry.failures += cells::sum(|s: &Stripe| &s.site_failures[slot]);
         entry.bytes += cells::sum(|s: &Stripe| &s.site_bytes[slot]);
+        entry.live.device += device_live[slot];
+        entry.live.host += host_live[slot];
+        entry.at_peak.device += device_peak[slot];
+        entry.at_peak.host += host_peak[slot];
     }
     let mut callers: Vec<Caller> = by_library.into_values().collect();
     callers.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.calls.cmp(&a.calls)));
     callers
 }
 
-fn failures() -> (Vec<Failure>, u64) {
+fn pool_name(pool: usize) -> Pool {
+    if pool == HOST { Pool::Host } else { Pool::Device }
+}
+
+/// What followed a kept failure (see `format::Outcome`).
+fn outcome(slot: &failures::Slot, successes_now: u64, is_final: bool) -> Outcome {
+    if slot.recovered.load(Relaxed) {
+        Outcome::Recovered
+    } else if successes_now > slot.successes_before.load(Relaxed) {
+        Outcome::Survived
+    } else if is_final {
+        Outcome::Fatal
+    } else {
+        Outcome::Unknown
+    }
+}
+
+fn failures(names: &SiteNames, is_final: bool) -> (Vec<Failure>, u64) {
     let seen = failures::SEEN.load(Acquire);
+    let successes_now = super::successful_allocations();
     let kept: Vec<Failure> = failures::SLOTS
         .iter()
         .take(seen.min(failures::CAPACITY as u64) as usize)
@@ -117,10 +179,61 @@ fn failures() -> (Vec<Failure>, u64) {
                 device_free: known(slot.device_free.load(Relaxed)),
                 device_total: known(slot.device_total.load(Relaxed)),
                 t_ms: slot.t_ms.load(Relaxed),
+                outcome: Some(outcome(slot, successes_now, is_final)),
+                held: held_by_library(names, &slot.held.read(), pool_name(slot.pool.load(Relaxed))),
             }
         })
         .collect();
     (kept, seen.saturating_sub(failures::CAPACITY as u64))
+}
+
+fn marks(names: &SiteNames) -> (Vec<Mark>, u64) {
+    let seen = marks::SEEN.load(Acquire);
+    let kept = marks::SLOTS
+        .iter()
+        .take(seen.min(MARKS_KEPT as u64) as usize)
+        .filter(|slot| slot.ready.load(Acquire))
+        .map(|slot| {
+            let mut held = held_by_library(names, &slot.device_held.read(), Pool::Device);
+            held.extend(held_by_library(names, &slot.host_held.read(), Pool::Host));
+            let used = slot.device_used.load(Relaxed);
+            Mark {
+                name: String::from_utf8_lossy(&slot.name()).into_owned(),
+                t_ms: slot.t_ms.load(Relaxed),
+                device_live_bytes: slot.device_live.load(Relaxed),
+                host_live_bytes: slot.host_live.load(Relaxed),
+                device_used_bytes: (used != u64::MAX).then_some(used),
+                held,
+            }
+        })
+        .collect();
+    (kept, seen.saturating_sub(MARKS_KEPT as u64))
+}
+
+/// The timeline with its holders renumbered to the libraries it names.
+fn timeline_of(timeline: &Timeline) -> format::Timeline {
+    let mut libraries: Vec<TimelineLibrary> = Vec::new();
+    let mut index_of_key: BTreeMap<u32, u32> = BTreeMap::new();
+    let samples = timeline
+        .samples()
+        .iter()
+        .map(|sample| {
+            let held = sample
+                .held
+                .iter()
+                .map(|&(key, bytes)| {
+                    let index = *index_of_key.entry(key).or_insert_with(|| {
+                        let library = timeline.libraries.get(key as usize / 2).cloned().unwrap_or_default();
+                        libraries.push(TimelineLibrary { library, pool: timeline::pool_of_key(key as usize) });
+                        libraries.len() as u32 - 1
+                    });
+                    (index, bytes)
+                })
+                .collect();
+            format::Sample { held, ..sample.clone() }
+        })
+        .collect();
+    format::Timeline { interval_ms: timeline.interval_ms, samples, libraries }
 }
 
 fn config(spec: &'static RuntimeSpec) -> format::Config {
@@ -138,7 +251,10 @@ fn config(spec: &'static RuntimeSpec) -> format::Config {
 }
 
 pub fn build(timeline: &Timeline, is_final: bool) -> Recording {
-    let (failures, failures_dropped) = failures();
+    peak::POOLS.into_iter().for_each(peak::if_higher);
+    let names = SiteNames::now();
+    let (failures, failures_dropped) = failures(&names, is_final);
+    let (marks, marks_dropped) = marks(&names);
     let times = super::lifecycle::times();
     let spec = origin::recorded_runtime(|index| api_counters(index).calls > 0);
     Recording {
@@ -160,10 +276,10 @@ pub fn build(timeline: &Timeline, is_final: bool) -> Recording {
         by_api: by_api(),
         histogram: histogram(),
         devices: devices(),
-        callers: callers(),
+        callers: callers(&names),
         failures,
         failures_dropped,
-        timeline: format::Timeline { interval_ms: timeline.interval_ms, samples: timeline.samples().to_vec() },
+        timeline: timeline_of(timeline),
         errors: format::Errors {
             panics: super::PANICS.load(Relaxed),
             unresolved_calls: super::UNRESOLVED.load(Relaxed),
@@ -171,5 +287,7 @@ pub fn build(timeline: &Timeline, is_final: bool) -> Recording {
             null_results: super::NULL_RESULTS.load(Relaxed),
             write_errors: super::WRITE_ERRORS.load(Relaxed),
         },
+        marks,
+        marks_dropped,
     }
 }

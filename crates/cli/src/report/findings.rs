@@ -519,15 +519,7 @@ fn recording_findings(process: &ProcessSummary) -> Vec<Finding> {
     found
 }
 
-/// Torch's own libraries (and any runtime's torch backend, e.g. torch_npu);
-/// every other caller allocates outside its caching allocator.
-pub fn is_torch_library(path: &str) -> bool {
-    let name = basename(path);
-    let backend = common::runtime::RUNTIMES
-        .iter()
-        .any(|spec| path.contains(&format!("/{}/", spec.framework)) || name.contains(spec.framework));
-    backend || name.starts_with("libtorch") || name.starts_with("libc10")
-}
+pub use common::runtime::is_framework_library as is_torch_library;
 
 /// Memory allocated by libraries other than torch's caching allocator.
 fn non_torch_memory(callers: &[(String, u64)]) -> Option<Finding> {

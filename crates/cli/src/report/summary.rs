@@ -170,7 +170,7 @@ pub fn downsample(samples: &[Sample], max: usize) -> Vec<Sample> {
     samples
         .chunks(run)
         .map(|chunk| {
-            let last = chunk[chunk.len() - 1];
+            let last = chunk[chunk.len() - 1].clone();
             Sample {
                 max_live_bytes: chunk.iter().map(|s| s.max_live_bytes.max(s.live_bytes)).max().unwrap_or(0),
                 ..last

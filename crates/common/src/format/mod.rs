@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 
 pub const SCHEMA: &str = "npu-alloc-shim/1";
 
+/// Marks kept per process; later ones are counted in `marks_dropped`.
+pub const MARKS_KEPT: usize = 256;
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Recording {
     pub schema: String,
@@ -35,6 +38,75 @@ pub struct Recording {
     pub failures_dropped: u64,
     pub timeline: Timeline,
     pub errors: Errors,
+    /// Phase marks (`npu_alloc_shim_mark`), in order; the first `MARKS_KEPT`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Mark>,
+    #[serde(default)]
+    pub marks_dropped: u64,
+}
+
+/// Libraries named per moment (failure, mark, timeline sample): the largest
+/// holders; the rest is "other" (the pool's live bytes minus these).
+pub const HELD_TOP: usize = 8;
+
+/// Which memory a figure is about.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Pool {
+    #[default]
+    Device,
+    /// Pinned host memory.
+    Host,
+}
+
+/// Bytes one calling library held at one moment, in one pool.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Held {
+    pub library: String,
+    pub pool: Pool,
+    pub bytes: u64,
+}
+
+/// What followed a failed allocation in the same process.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The same thread later allocated the same size class: the allocator
+    /// freed cached memory and retried.
+    Recovered,
+    /// No retry succeeded, but the process went on allocating (the program
+    /// caught the error).
+    Survived,
+    /// Nothing was allocated after it before the process ended.
+    Fatal,
+    /// Nothing was allocated after it yet, and the recording was not
+    /// written at exit (the process was still running, or was killed).
+    Unknown,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Recovered => "recovered",
+            Outcome::Survived => "survived",
+            Outcome::Fatal => "fatal",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// A phase mark: a name the program gave a moment, with what was held then.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Mark {
+    pub name: String,
+    pub t_ms: u64,
+    pub device_live_bytes: u64,
+    pub host_live_bytes: u64,
+    /// The device's own view of used memory (total - free), latest sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_used_bytes: Option<u64>,
+    #[serde(default)]
+    pub held: Vec<Held>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -89,7 +161,21 @@ pub struct Caller {
     pub library: String,
     pub calls: u64,
     pub failures: u64,
+    /// Bytes allocated over the run (device and host).
     pub bytes: u64,
+    /// Bytes held now (at the write), per pool.
+    #[serde(default)]
+    pub live: PoolBytes,
+    /// Bytes held when the pool's live bytes were highest (the timeline
+    /// sample with the highest value).
+    #[serde(default)]
+    pub at_peak: PoolBytes,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PoolBytes {
+    pub device: u64,
+    pub host: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -102,19 +188,57 @@ pub struct Failure {
     pub device_free: Option<u64>,
     pub device_total: Option<u64>,
     pub t_ms: u64,
+    /// Absent in recordings of versions before 0.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// The largest holders at that moment, in the failed allocation's pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Held>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Timeline {
     pub interval_ms: u64,
     pub samples: Vec<Sample>,
+    /// What the samples' `held` indexes name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub libraries: Vec<TimelineLibrary>,
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TimelineLibrary {
+    pub library: String,
+    pub pool: Pool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Sample {
     pub t_ms: u64,
     pub live_bytes: u64,
     pub max_live_bytes: u64,
+    /// Pinned host memory held through the hooked calls.
+    #[serde(default)]
+    pub host_live_bytes: u64,
+    /// The device's own view of used memory (total - free from the runtime,
+    /// asked on an application thread at most one interval before), summed
+    /// over the devices the process used; null when not asked recently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_used_bytes: Option<u64>,
+    /// Device memory held by the framework's caching allocator (torch's
+    /// libraries); `device_used_bytes - framework_bytes` is what vLLM calls
+    /// non-torch memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework_bytes: Option<u64>,
+    /// The largest holders: [index into `timeline.libraries`, bytes].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<(u32, u64)>,
+}
+
+impl Sample {
+    /// Non-torch memory as vLLM computes it (device used - torch-held).
+    pub fn non_framework_bytes(&self) -> Option<u64> {
+        Some(self.device_used_bytes?.saturating_sub(self.framework_bytes?))
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

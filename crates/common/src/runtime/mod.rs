@@ -154,6 +154,19 @@ pub fn hook(index: usize) -> Option<(&'static RuntimeSpec, &'static HookSpec)> {
     })
 }
 
+/// Whether a library file (path) belongs to the framework's caching
+/// allocator: torch's own libraries or any runtime's torch backend. What
+/// other libraries allocate is what vLLM calls "non-torch memory".
+pub fn is_framework_library(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let backend =
+        RUNTIMES.iter().any(|spec| path.contains(&format!("/{}/", spec.framework)) || name.contains(spec.framework));
+    backend || TORCH_LIBRARY_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+}
+
+/// PyTorch's own libraries, on every runtime.
+const TORCH_LIBRARY_PREFIXES: [&str; 2] = ["libtorch", "libc10"];
+
 /// Every hook of every runtime with its global index.
 pub fn all_hooks() -> impl Iterator<Item = (usize, &'static RuntimeSpec, &'static HookSpec)> {
     RUNTIMES
