@@ -9,6 +9,9 @@
  *   FAKE_ACL_DEVICE_COUNT   number of devices (default 8, at most 64)
  *   FAKE_ACL_HOST_BYTES     host (pinned) capacity (default 1 GiB)
  *   FAKE_ACL_OOM_CODE       code of a failed allocation (default 207001)
+ *   FAKE_ACL_RUNTIME_BYTES  memory the runtime keeps for itself on each device
+ *                           (workspaces, as CANN does): used in aclrtGetMemInfo
+ *                           and unavailable to allocations (default 0)
  *   FAKE_ACL_FAIL_EVERY=N   every Nth device allocation attempt fails with it
  *   FAKE_ACL_NULL_ON_SUCCESS=1  device allocations return 0 but set the
  *                           out-parameter to NULL (nothing is allocated or
@@ -50,6 +53,7 @@ struct block {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fake_acl_stats st; /* the accounts, guarded by lock */
 static uint64_t fail_every;      /* FAKE_ACL_FAIL_EVERY */
+static uint64_t runtime_bytes;   /* FAKE_ACL_RUNTIME_BYTES */
 static int null_on_success;      /* FAKE_ACL_NULL_ON_SUCCESS */
 static uint64_t device_attempts; /* device allocation attempts, for fail_every */
 static uint64_t next_device_offset[FAKE_ACL_MAX_DEVICES], next_reserve_offset, handle_seq;
@@ -85,6 +89,9 @@ __attribute__((constructor)) static void fake_acl_init(void)
     st.host_capacity = env_u64("FAKE_ACL_HOST_BYTES", 1ULL << 30);
     st.oom_code = (int32_t)env_u64("FAKE_ACL_OOM_CODE", ACL_ERROR_RT_MEMORY_ALLOCATION);
     fail_every = env_u64("FAKE_ACL_FAIL_EVERY", 0);
+    runtime_bytes = env_u64("FAKE_ACL_RUNTIME_BYTES", 0);
+    if (runtime_bytes > st.device_capacity)
+        runtime_bytes = st.device_capacity;
     null_on_success = env_u64("FAKE_ACL_NULL_ON_SUCCESS", 0) != 0;
     /* A child forked while another thread held the lock must not inherit it held. */
     pthread_atfork(lock_for_fork, unlock_after_fork, reinit_in_child);
@@ -204,7 +211,7 @@ static aclError device_alloc(int api, void **out, uint64_t size, uint64_t span, 
     if (out == NULL || size == 0) {
         rc = ACL_ERROR_INVALID_PARAM;
     } else if ((fail_every && ++device_attempts % fail_every == 0) ||
-               size > st.device_capacity - d->live_bytes) {
+               size > st.device_capacity - runtime_bytes - d->live_bytes) {
         rc = st.oom_code;
     } else if (!null_on_success) {
         addr = physical ? HANDLE_BASE + (++handle_seq << 4)
@@ -442,7 +449,7 @@ aclError aclrtGetMemInfo(aclrtMemAttr attr, size_t *free, size_t *total)
     pthread_mutex_lock(&lock);
     aclError rc = free && total ? ACL_SUCCESS : ACL_ERROR_INVALID_PARAM;
     if (rc == ACL_SUCCESS) {
-        *free = st.device_capacity - st.devices[current_device].live_bytes;
+        *free = st.device_capacity - runtime_bytes - st.devices[current_device].live_bytes;
         *total = st.device_capacity;
     }
     note_call(FAKE_API_aclrtGetMemInfo, rc, 0);

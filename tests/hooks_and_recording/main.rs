@@ -6,6 +6,7 @@ mod bench_smoke;
 mod calls;
 mod dlsym_answers;
 mod dlsym_next;
+mod evidence;
 mod exports;
 mod lifecycle;
 mod second_runtime;

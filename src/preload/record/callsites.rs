@@ -47,7 +47,11 @@ pub fn library_names(slots: &[usize]) -> Vec<String> {
     let addresses: Vec<usize> =
         slots.iter().map(|&slot| if slot == OVERFLOW { 0 } else { ADDRESSES[slot].load(Ordering::Acquire) }).collect();
     let names = super::objects::names_of(&addresses);
-    slots.iter().zip(names).map(|(&slot, name)| if slot == OVERFLOW { OVERFLOW_NAME.to_owned() } else { name }).collect()
+    slots
+        .iter()
+        .zip(names)
+        .map(|(&slot, name)| if slot == OVERFLOW { OVERFLOW_NAME.to_owned() } else { name })
+        .collect()
 }
 
 pub fn reset() {

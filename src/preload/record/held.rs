@@ -32,6 +32,12 @@ pub fn top(per_site: &[u64; CALLSITES]) -> Vec<(usize, u64)> {
 /// the rest (56 bits: 64 PiB); 0 is an empty entry.
 pub struct Holders([AtomicU64; HELD_TOP]);
 
+impl Default for Holders {
+    fn default() -> Self {
+        Holders::new()
+    }
+}
+
 impl Holders {
     pub const fn new() -> Holders {
         Holders([const { AtomicU64::new(0) }; HELD_TOP])

@@ -6,8 +6,7 @@
 use super::forklock::ForkLock;
 use super::timeline::Timeline;
 use super::{
-    ACTIVE, TRACING, WRITE_ERRORS, callsites, cells, failures, live, marks, output, peak, pools, snapshot, used,
-    wake,
+    ACTIVE, TRACING, WRITE_ERRORS, callsites, cells, failures, live, marks, output, peak, pools, snapshot, used, wake,
 };
 use crate::preload::log;
 use common::allocconf::decide::Level;
@@ -124,8 +123,10 @@ pub fn start(template: Vec<u8>, flush_ms: u64) {
 }
 
 fn spawn_flusher() {
+    wake::writer_started();
     let spawned = std::thread::Builder::new().name("npu-alloc-shim".into()).stack_size(256 * 1024).spawn(flusher);
     if let Err(error) = spawned {
+        wake::writer_stopped();
         log::emit(
             Level::Warn,
             &format!("cannot start the flush thread ({error}); the recording is written at exit only"),
@@ -134,7 +135,6 @@ fn spawn_flusher() {
 }
 
 fn flusher() {
-    wake::writer_started();
     flush_loop();
     wake::writer_stopped();
 }

@@ -33,10 +33,7 @@ impl Meta {
     }
 
     fn pack(self) -> u64 {
-        self.size
-            | (u64::from(self.site) << 40)
-            | (u64::from(self.device_slot) << 48)
-            | (u64::from(self.pool) << 56)
+        self.size | (u64::from(self.site) << 40) | (u64::from(self.device_slot) << 48) | (u64::from(self.pool) << 56)
     }
 
     fn unpack(word: u64) -> Meta {
@@ -288,7 +285,12 @@ mod tests {
             if state & 3 == 0 {
                 assert_eq!(remove(key), model.remove(&key), "remove {key}");
             } else {
-                let meta = Meta::new(state >> 20, (state >> 4) as u8 as usize, (state >> 8) as u8 as usize, (state >> 16) as usize & 1);
+                let meta = Meta::new(
+                    state >> 20,
+                    (state >> 4) as u8 as usize,
+                    (state >> 8) as u8 as usize,
+                    (state >> 16) as usize & 1,
+                );
                 let previous = model.insert(key, meta);
                 match insert(key, meta) {
                     Inserted::New => assert_eq!(previous, None),

@@ -18,7 +18,11 @@ pub struct Capture {
 
 impl Capture {
     const fn new() -> Capture {
-        Capture { busy: AtomicBool::new(false), live: AtomicU64::new(0), sites: [const { AtomicU64::new(0) }; CALLSITES] }
+        Capture {
+            busy: AtomicBool::new(false),
+            live: AtomicU64::new(0),
+            sites: [const { AtomicU64::new(0) }; CALLSITES],
+        }
     }
 }
 

@@ -91,7 +91,8 @@ struct SiteNames(Vec<Option<String>>);
 
 impl SiteNames {
     fn now() -> SiteNames {
-        let used: Vec<usize> = (0..CALLSITES).filter(|&slot| cells::sum(|s: &Stripe| &s.site_calls[slot]) > 0).collect();
+        let used: Vec<usize> =
+            (0..CALLSITES).filter(|&slot| cells::sum(|s: &Stripe| &s.site_calls[slot]) > 0).collect();
         let mut names = vec![None; CALLSITES];
         for (&slot, name) in used.iter().zip(callsites::library_names(&used)) {
             names[slot] = Some(name);
@@ -118,7 +119,7 @@ fn held_by_library(names: &SiteNames, sites: &[(usize, u64)], pool: Pool) -> Vec
             None => by_library.push(Held { library: library.to_owned(), pool, bytes }),
         }
     }
-    by_library.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    by_library.sort_by_key(|h| std::cmp::Reverse(h.bytes));
     by_library
 }
 

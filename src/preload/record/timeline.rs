@@ -99,8 +99,8 @@ impl Timeline {
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         top.truncate(HELD_TOP);
         peak::POOLS.into_iter().for_each(peak::if_higher);
-        // A reading older than the last interval is not this sample's.
-        let reading = used::latest(t_ms.saturating_sub(self.interval_ms));
+        // Readings taken since the previous sample (which asked for them).
+        let reading = used::latest(self.samples.last().map_or(0, |s| s.t_ms));
         used::request();
         self.push(format::Sample {
             t_ms,

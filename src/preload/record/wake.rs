@@ -21,7 +21,7 @@ static LAST_WAIT: AtomicU64 = AtomicU64::new(0);
 /// ask for a write without waiting (the writer does it on waking).
 pub const WAIT_EVERY_MS: u64 = 1000;
 /// The longest a failing call waits for its write.
-pub const WAIT_AT_MOST_MS: u64 = 500;
+pub const WAIT_AT_MOST_MS: u64 = 2000;
 
 fn futex(word: &AtomicU32, op: libc::c_int, value: u32, timeout: Option<&libc::timespec>) {
     let timeout = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
@@ -65,6 +65,8 @@ pub fn covered(asks: u32) {
     wake_all(&DONE);
 }
 
+/// Called when the writer thread is spawned (not from the thread itself: a
+/// failure right after the first call must already find it).
 pub fn writer_started() {
     WRITER_RUNNING.store(true, Release);
 }
