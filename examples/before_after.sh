@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The before/after on the real torch_npu allocator, in one command:
 #
-#   examples/before_after.sh [--line 2.10|2.5] [--trace DIR] [--device-gb N]
+#   examples/before_after.sh [--line 2.10|2.5] [--trace DIR] [--device-gb N] [--runtime-mb M]
 #
 # Installs the real torch + torch_npu wheels into a cached virtual environment
 # (scripts/torch-npu-venv.sh), builds the library (cargo build --release) and
@@ -9,8 +9,10 @@
 # examples/multimodal_workload.py as users run it today (default allocator
 # configuration) and with LD_PRELOAD of the library, nothing else changed:
 #
-# - on a simulated NPU of N GiB (default 3): without the library the workload
-#   runs out of memory, with it it completes;
+# - on a simulated NPU of N GiB (default 3) for the process, beside M MiB
+#   (default 192) the simulated runtime keeps for itself, as CANN keeps
+#   workspaces (the "non-torch memory" of vLLM's profile): without the library
+#   the workload runs out of memory, with it it completes;
 # - on an unconstrained 64 GiB NPU: the peak reserved memory each way, and
 #   their ratio (on the small device both runs fill it, so the peaks there say
 #   little).
@@ -21,13 +23,14 @@
 # leaves the configuration alone, so the allocator behaves as without it.
 set -euo pipefail
 
-line=2.10 trace="" device_gb=3
+line=2.10 trace="" device_gb=3 runtime_mb=192
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --line) line=$2; shift 2 ;;
         --trace) trace=$2; shift 2 ;;
         --device-gb) device_gb=$2; shift 2 ;;
-        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+        --runtime-mb) runtime_mb=$2; shift 2 ;;
+        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "before_after: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -44,7 +47,9 @@ library=$target/release/libnpu_alloc_shim.so
 sim=$target/sim-runtime-$line
 crates/cli/assets/sim_runtime/build.sh "$sim" "$site"
 
-gib_bytes() { "$python" -c "print(int(float('$1') * 2**30))"; }
+runtime_bytes=$((runtime_mb << 20))
+# The device holds what the process may use plus what the runtime keeps.
+gib_bytes() { "$python" -c "print(int(float('$1') * 2**30) + $runtime_bytes)"; }
 # Only what the simulated runtime needs; the allocator variables are unset so
 # that the "before" runs have torch_npu's default configuration.
 base=(env -u PYTORCH_NPU_ALLOC_CONF -u PYTORCH_ALLOC_CONF -u LD_PRELOAD LD_LIBRARY_PATH="$sim")
@@ -67,7 +72,7 @@ workload() { # NAME GIB ENV... : runs the workload, keeps its final JSON line
     echo "== $name: torch_npu $line on a $gib GiB simulated NPU" >&2
     # Run from the scratch directory: torch_npu drops a memory-usage CSV into
     # its working directory when it runs out of memory.
-    (cd "$tmp" && "$@" SIM_ACL_DEVICE_BYTES="$(gib_bytes "$gib")" "$python" "$repo/examples/multimodal_workload.py" \
+    (cd "$tmp" && "$@" SIM_ACL_DEVICE_BYTES="$(gib_bytes "$gib")" SIM_ACL_RUNTIME_BYTES=$runtime_bytes "$python" "$repo/examples/multimodal_workload.py" \
         >"$tmp/$name.out" 2>"$tmp/$name.err") || status=$?
     if [[ $status -ne 0 && $status -ne 3 ]]; then
         echo "before_after: the $name run failed (exit $status):" >&2

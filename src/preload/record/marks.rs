@@ -62,7 +62,7 @@ pub fn record(name: &[u8]) {
     slot.t_ms.store(super::lifecycle::elapsed_ms(), Relaxed);
     slot.device_live.store(pools::device_totals().0, Relaxed);
     slot.host_live.store(pools::HOST.live.load(Relaxed), Relaxed);
-    slot.device_used.store(used::latest(0).map_or(u64::MAX, |(used, _)| used), Relaxed);
+    slot.device_used.store(used::latest(0).unwrap_or(u64::MAX), Relaxed);
     slot.device_held.capture(DEVICE);
     slot.host_held.capture(HOST);
     slot.ready.store(true, Release);

@@ -66,16 +66,12 @@ impl Timeline {
                 }
             };
             self.library_of_site[*site] = index as u32;
-            if self.framework[index] {
-                used::set_framework_site(*site);
-            }
         }
     }
 
     /// Bytes held per `key`, from per-site sums of both pools.
     fn by_key(&mut self, device: &[u64; CALLSITES], host: &[u64; CALLSITES]) -> Vec<u64> {
-        // Every site called so far, so that device readings count torch's
-        // sites from their first call on.
+        // Every site called so far, so that the device reading's sites are named.
         let called = (0..CALLSITES).filter(|&s| device[s] > 0 || host[s] > 0 || callsites::is_used(s));
         self.resolve(called);
         let mut totals = vec![0u64; self.libraries.len() * 2];
@@ -100,15 +96,23 @@ impl Timeline {
         top.truncate(HELD_TOP);
         peak::POOLS.into_iter().for_each(peak::if_higher);
         // Readings taken since the previous sample (which asked for them).
-        let reading = used::latest(self.samples.last().map_or(0, |s| s.t_ms));
+        let used = used::latest(self.samples.last().map_or(0, |s| s.t_ms));
+        let framework = used.map(|_| {
+            let at_reading = used::sites_at_reading();
+            (0..CALLSITES)
+                .filter(|&site| self.library_of_site[site] != UNRESOLVED)
+                .filter(|&site| self.framework[self.library_of_site[site] as usize])
+                .map(|site| at_reading[site])
+                .fold(0u64, u64::saturating_add)
+        });
         used::request();
         self.push(format::Sample {
             t_ms,
             live_bytes: live,
             max_live_bytes: max,
             host_live_bytes: host_live,
-            device_used_bytes: reading.map(|(used, _)| used),
-            framework_bytes: reading.map(|(_, framework)| framework),
+            device_used_bytes: used,
+            framework_bytes: framework,
             held: top,
         });
     }

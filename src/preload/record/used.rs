@@ -4,44 +4,30 @@
 //! so the writer thread raises `WANTED` once per timeline interval and the
 //! next successful device call on any thread answers it: one relaxed load
 //! per call, no clock read, never inside the caller's failure path.
+//!
+//! A reading keeps what every call site held at the same moment, so that the
+//! writer thread, which names the libraries, can split it into torch's share
+//! and the rest even for a call site it had not named yet.
 
-use super::{CALLSITES, DEVICE, MAX_DEVICES, cells};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use super::{CALLSITES, DEVICE, MAX_DEVICES, held};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 
 static WANTED: AtomicBool = AtomicBool::new(false);
 
-/// Call sites in the framework's libraries (torch), one bit each, set by the
-/// writer thread as it names libraries.
-static FRAMEWORK_SITES: [AtomicU64; CALLSITES / 64] = [const { AtomicU64::new(0) }; CALLSITES / 64];
-
-pub fn set_framework_site(site: usize) {
-    FRAMEWORK_SITES[site / 64].fetch_or(1 << (site % 64), Relaxed);
-}
-
-/// Device bytes the framework's call sites hold now.
-fn framework_bytes() -> u64 {
-    let mut total = 0u64;
-    for (word_index, word) in FRAMEWORK_SITES.iter().enumerate() {
-        let mut bits = word.load(Relaxed);
-        while bits != 0 {
-            let site = word_index * 64 + bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            total = total.wrapping_add(cells::sum(|s| &s.site_live[DEVICE][site]));
-        }
-    }
-    if total > i64::MAX as u64 { 0 } else { total }
-}
-
 struct Reading {
     used: AtomicU64,
-    /// What the framework held at the same moment.
-    framework: AtomicU64,
     /// ms since load + 1 when it was asked; 0: never.
     at: AtomicU64,
 }
 
 static READINGS: [Reading; MAX_DEVICES] =
-    [const { Reading { used: AtomicU64::new(0), framework: AtomicU64::new(0), at: AtomicU64::new(0) } }; MAX_DEVICES];
+    [const { Reading { used: AtomicU64::new(0), at: AtomicU64::new(0) } }; MAX_DEVICES];
+
+/// Device bytes per call site at the latest reading. One thread answers a
+/// request and the writer reads it before asking again, so the two never
+/// overlap; `SITES_AT` publishes it.
+static SITES: [AtomicU64; CALLSITES] = [const { AtomicU64::new(0) }; CALLSITES];
+static SITES_AT: AtomicU64 = AtomicU64::new(0);
 
 /// Asks the next device call for a reading (the writer thread).
 pub fn request() {
@@ -61,23 +47,35 @@ pub fn answer(device_slot: usize, mem_info: fn() -> Option<(u64, u64)>) {
         return;
     }
     let Some((free, total)) = mem_info() else { return };
+    let at = super::lifecycle::elapsed_ms() + 1;
+    for (cell, bytes) in SITES.iter().zip(held::per_site(DEVICE)) {
+        cell.store(bytes, Relaxed);
+    }
     let reading = &READINGS[device_slot.min(MAX_DEVICES - 1)];
     reading.used.store(total.saturating_sub(free), Relaxed);
-    reading.framework.store(framework_bytes(), Relaxed);
-    reading.at.store(super::lifecycle::elapsed_ms() + 1, Relaxed);
+    reading.at.store(at, Release);
+    SITES_AT.store(at, Release);
 }
 
-/// Used bytes and the framework's share at the same moments, summed over
-/// the devices read at or after `since_ms`; None when none was.
-pub fn latest(since_ms: u64) -> Option<(u64, u64)> {
-    let fresh = READINGS.iter().filter(|r| r.at.load(Relaxed) > since_ms);
-    fresh
-        .map(|r| (r.used.load(Relaxed), r.framework.load(Relaxed)))
-        .reduce(|a, b| (a.0.saturating_add(b.0), a.1.saturating_add(b.1)))
+/// Used bytes summed over the devices read at or after `since_ms`; None
+/// when none was.
+pub fn latest(since_ms: u64) -> Option<u64> {
+    let fresh = READINGS.iter().filter(|r| r.at.load(Acquire) > since_ms);
+    fresh.map(|r| r.used.load(Relaxed)).reduce(u64::saturating_add)
+}
+
+/// Device bytes per call site at the latest reading (zeros before one).
+pub fn sites_at_reading() -> [u64; CALLSITES] {
+    let _ = SITES_AT.load(Acquire);
+    let mut sites = [0u64; CALLSITES];
+    for (out, cell) in sites.iter_mut().zip(&SITES) {
+        *out = cell.load(Relaxed);
+    }
+    sites
 }
 
 pub fn reset() {
     WANTED.store(false, Relaxed);
-    FRAMEWORK_SITES.iter().for_each(|w| w.store(0, Relaxed));
     READINGS.iter().for_each(|r| r.at.store(0, Relaxed));
+    SITES_AT.store(0, Relaxed);
 }

@@ -17,12 +17,16 @@
  *     (counted like device memory), aclrtMapMem/aclrtUnmapMem
  *   - host memory: aclrtMallocHost(WithCfg)/aclrtFreeHost are real malloc,
  *     since callers write to pinned host memory
- *   - aclrtGetMemInfo: free = capacity - live bytes of the current device
+ *   - aclrtGetMemInfo: free = capacity - live bytes of the current device -
+ *     what the runtime keeps for itself there
+ *   - the runtime's own memory (workspaces, as CANN keeps them): taken from
+ *     a device's capacity at its first aclrtSetDevice, never handed out
  *
  * Environment, read once at load:
  *   SIM_ACL_DEVICE_BYTES  capacity of each device (default 32 GiB)
  *   SIM_ACL_DEVICE_COUNT  number of devices (default 1, at most 16)
  *   SIM_ACL_SOC_NAME      aclrtGetSocName's answer (default Ascend910B1)
+ *   SIM_ACL_RUNTIME_BYTES the runtime's own memory per device (default 0)
  *   SIM_ACL_STATS         write the counters below as JSON to this path at exit
  *   SIM_ACL_LOG=1         one stderr line per memory call; =2 also every stub hit
  *
@@ -86,6 +90,8 @@ static struct {
 } st;
 
 static uint64_t capacity;
+static uint64_t runtime_bytes;             /* SIM_ACL_RUNTIME_BYTES */
+static uint64_t runtime_held[MAX_DEVICES]; /* taken at a device's first aclrtSetDevice */
 static int device_count;
 static const char *soc_name;
 static const char *stats_path;
@@ -197,7 +203,7 @@ static aclError device_alloc(enum api api, void **out, uint64_t size, int kind)
     uintptr_t addr = 0;
     if (out == NULL || size == 0) {
         rc = ACL_ERROR_INVALID_PARAM;
-    } else if (st.per_device[dev].live_bytes + size > capacity) {
+    } else if (st.per_device[dev].live_bytes + runtime_held[dev] + size > capacity) {
         rc = ACL_ERROR_RT_MEMORY_ALLOCATION;
     } else {
         if (kind == K_DEVICE) {
@@ -381,9 +387,10 @@ aclError aclrtGetMemInfo(int attr, size_t *freeBytes, size_t *totalBytes)
 {
     (void)attr;
     pthread_mutex_lock(&lock);
-    uint64_t live = st.per_device[current_device()].live_bytes;
+    int dev = current_device();
+    uint64_t used = st.per_device[dev].live_bytes + runtime_held[dev];
     if (freeBytes)
-        *freeBytes = live < capacity ? capacity - live : 0;
+        *freeBytes = used < capacity ? capacity - used : 0;
     if (totalBytes)
         *totalBytes = capacity;
     note(GET_MEM_INFO, ACL_SUCCESS, 0);
@@ -404,8 +411,10 @@ aclError aclrtSetDevice(int32_t deviceId)
 {
     aclError rc = deviceId >= 0 && deviceId < device_count ? ACL_SUCCESS : ACL_ERROR_RT_INVALID_DEVICEID;
     pthread_mutex_lock(&lock);
-    if (rc == ACL_SUCCESS)
+    if (rc == ACL_SUCCESS) {
         thread_device = process_device = deviceId;
+        runtime_held[deviceId] = runtime_bytes;
+    }
     note(SET_DEVICE, rc, 0);
     pthread_mutex_unlock(&lock);
     return rc;
@@ -577,7 +586,8 @@ int sim_acl_write_stats(const char *path)
     write_counters(f, &st.device);
     fprintf(f, ",\n \"host\": ");
     write_counters(f, &st.host);
-    fprintf(f, ",\n \"reserved_bytes\": %" PRIu64 ", \"peak_reserved_bytes\": %" PRIu64 ",\n",
+    fprintf(f, ",\n \"runtime_bytes\": %" PRIu64 ",", runtime_bytes);
+    fprintf(f, "\n \"reserved_bytes\": %" PRIu64 ", \"peak_reserved_bytes\": %" PRIu64 ",\n",
             st.reserved_bytes, st.peak_reserved_bytes);
     fprintf(f, " \"by_api\": {");
     for (int i = 0; i < N_API; i++)
@@ -629,6 +639,9 @@ static void unlock_after_fork(void) { pthread_mutex_unlock(&lock); }
 __attribute__((constructor)) static void sim_acl_init(void)
 {
     capacity = env_u64("SIM_ACL_DEVICE_BYTES", 32ULL << 30);
+    runtime_bytes = env_u64("SIM_ACL_RUNTIME_BYTES", 0);
+    if (runtime_bytes > capacity)
+        runtime_bytes = capacity;
     uint64_t count = env_u64("SIM_ACL_DEVICE_COUNT", 1);
     device_count = count < 1 ? 1 : count > MAX_DEVICES ? MAX_DEVICES : (int)count;
     soc_name = getenv("SIM_ACL_SOC_NAME") && *getenv("SIM_ACL_SOC_NAME") ? getenv("SIM_ACL_SOC_NAME")

@@ -70,6 +70,21 @@ pub fn changes(before: &Merged, after: &Merged) -> Vec<Change> {
             before.out_of_memory_failures,
             after.out_of_memory_failures,
         ),
+        change(
+            "fatal_out_of_memory",
+            "fatal out-of-memory failures",
+            Count,
+            before.oom_outcomes.not_recovered(),
+            after.oom_outcomes.not_recovered(),
+        ),
+        change(
+            "non_torch_growth",
+            "non-torch memory rise",
+            Bytes,
+            before.largest_non_torch_growth,
+            after.largest_non_torch_growth,
+        ),
+        change("non_torch_highest", "non-torch memory", Bytes, before.highest_non_torch, after.highest_non_torch),
         change("allocations", "allocations", Count, before.totals.alloc_calls, after.totals.alloc_calls),
         change("bytes_allocated", "bytes allocated", Bytes, before.totals.alloc_bytes, after.totals.alloc_bytes),
         change(
@@ -91,6 +106,14 @@ pub fn changes(before: &Merged, after: &Merged) -> Vec<Change> {
     ]
 }
 
+/// "2" or "none": out-of-memory failures the process did not come back from.
+fn fatal(m: &Merged) -> String {
+    match m.oom_outcomes.not_recovered() {
+        0 => "none".to_owned(),
+        n => n.to_string(),
+    }
+}
+
 /// The few sentences that answer "did it help".
 pub fn headline(before: &Merged, after: &Merged, changes: &[Change]) -> Vec<String> {
     let statement = |id: &str| changes.iter().find(|c| c.id == id).map(|c| c.statement.clone()).unwrap_or_default();
@@ -98,15 +121,29 @@ pub fn headline(before: &Merged, after: &Merged, changes: &[Change]) -> Vec<Stri
         statement("highest_peak") + ", the highest process",
         format!(
             "growth {} -> {} ({}), second-half peak over first-half, the largest in one process",
-            signed_bytes(i128::from(before.largest_growth)),
-            signed_bytes(i128::from(after.largest_growth)),
+            bytes(before.largest_growth),
+            bytes(after.largest_growth),
             change_percent(before.largest_growth, after.largest_growth)
         ),
         format!(
-            "failures {} -> {} (out of memory {} -> {})",
-            before.failures_total, after.failures_total, before.out_of_memory_failures, after.out_of_memory_failures
+            "failures {} -> {} (out of memory {} -> {}; fatal {} -> {})",
+            before.failures_total,
+            after.failures_total,
+            before.out_of_memory_failures,
+            after.out_of_memory_failures,
+            fatal(before),
+            fatal(after)
         ),
     ];
+    if before.processes_with_non_torch > 0 || after.processes_with_non_torch > 0 {
+        lines.push(format!(
+            "non-torch memory (device used minus torch-held): highest {} -> {}, rise {} -> {}",
+            bytes(before.highest_non_torch),
+            bytes(after.highest_non_torch),
+            bytes(before.largest_non_torch_growth),
+            bytes(after.largest_non_torch_growth)
+        ));
+    }
     lines.push(format!(
         "expandable segments in effect (mapped memory) in {} of {} -> {} of {} processes",
         before.processes_mapping, before.recordings, after.processes_mapping, after.recordings

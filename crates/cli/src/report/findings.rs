@@ -4,12 +4,12 @@
 //! that counts them and keeps the worst instance's wording.
 //! docs/reports.md lists every rule with its thresholds.
 
-use super::summary::{LARGE_SIZE, ProcessSummary};
+use super::summary::{LARGE_SIZE, OutcomeCounts, ProcessSummary};
 use super::units::{basename, bytes, device, percent, seconds};
 use common::allocconf::parse::parse;
 use common::allocconf::quote::quote;
 use common::allocconf::tokenizer::Dialect;
-use common::format::{Failure, Recording};
+use common::format::{Failure, Held, Outcome, Recording};
 use common::runtime::RuntimeSpec;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -403,22 +403,14 @@ fn failure_findings(spec: &RuntimeSpec, recording: &Recording, process: &Process
             .weight(worst.size),
         );
     }
-    if let Some(worst) = full.iter().max_by_key(|f| f.size) {
-        let held = match (worst.device_free, worst.device_total) {
-            (Some(free), Some(total)) => {
-                let others = total.saturating_sub(free).saturating_sub(worst.live_bytes);
-                format!(
-                    " with {} free of {}; this process held {} ({:.0}% of the device), other processes and the \
-                     runtime itself held {}",
-                    bytes(free),
-                    bytes(total),
-                    bytes(worst.live_bytes),
-                    percent(worst.live_bytes, total),
-                    bytes(others)
-                )
-            }
-            _ => format!("; this process held {} (free memory unknown)", bytes(worst.live_bytes)),
-        };
+    // What followed decides: an allocator that freed its cache and retried
+    // (recovered), or a program that caught the error and went on
+    // (survived), is under pressure; one that never allocated again
+    // (fatal, or unknown when the recording ends first) ran out.
+    let (ended, came_back): (Vec<&Failure>, Vec<&Failure>) =
+        full.iter().partition(|f| !matches!(f.outcome, Some(Outcome::Recovered | Outcome::Survived)));
+    if let Some(worst) = ended.iter().max_by_key(|f| f.size) {
+        let held = memory_held(worst);
         // A request beyond the whole device is a size bug, not memory pressure.
         let beyond = match worst.device_total {
             Some(total) if worst.size > total => {
@@ -429,23 +421,52 @@ fn failure_findings(spec: &RuntimeSpec, recording: &Recording, process: &Process
             }
             _ => String::new(),
         };
+        let mut outcomes = OutcomeCounts::default();
+        full.iter().for_each(|f| outcomes.count(f.outcome));
         found.push(
             Finding::new("out-of-memory", Severity::Error, "allocations failed: the device was out of memory")
                 .detail(format!(
-                    "{} allocation(s) failed out of memory; the largest: {} of {} on device {} at {} (code {}){held}{beyond}",
+                    "{} allocation(s) failed out of memory ({}); the largest not recovered: {} of {} on device {} \
+                     at {} (code {}){held}{holders}{beyond}",
                     full.len(),
+                    outcomes.describe(),
                     worst.api,
                     bytes(worst.size),
                     device(worst.device),
                     seconds(worst.t_ms),
-                    worst.code
+                    worst.code,
+                    holders = holders(&worst.held),
                 ))
-                .advice(
-                    "lower what one rank holds (batch, sequence or image sizes, KV-cache share such as \
-                     gpu_memory_utilization), or find who holds the rest (calling libraries, other processes on \
-                     the device); when reserved memory also grew, fragmentation is the cause (see other findings)",
-                )
+                .advice(oom_advice(spec, process))
                 .weight(worst.size),
+        );
+    } else if let Some(worst) = came_back.iter().max_by_key(|f| f.size) {
+        let mut outcomes = OutcomeCounts::default();
+        came_back.iter().for_each(|f| outcomes.count(f.outcome));
+        found.push(
+            Finding::new(
+                "memory-pressure",
+                Severity::Warning,
+                "allocations failed out of memory, and the process went on",
+            )
+            .detail(format!(
+                "{} allocation(s) failed out of memory ({}): the caching allocator freed cached memory and \
+                 retried, or the program caught the error; none was fatal. The largest: {} of {} on device {} at \
+                 {}{}{}",
+                came_back.len(),
+                outcomes.describe(),
+                worst.api,
+                bytes(worst.size),
+                device(worst.device),
+                seconds(worst.t_ms),
+                memory_held(worst),
+                holders(&worst.held),
+            ))
+            .advice(
+                "the device runs full: each retry costs a cache flush (and synchronizes the device). Leave more \
+                 headroom (lower gpu_memory_utilization, batch or image sizes) if this recurs often",
+            )
+            .weight(worst.size),
         );
     }
     if let Some(first) = other.first() {
@@ -468,6 +489,54 @@ fn failure_findings(spec: &RuntimeSpec, recording: &Recording, process: &Process
         );
     }
     found
+}
+
+/// "with 10 MiB free of 3 GiB; this process held ..." for a failure.
+fn memory_held(failure: &Failure) -> String {
+    match (failure.device_free, failure.device_total) {
+        (Some(free), Some(total)) => {
+            let others = total.saturating_sub(free).saturating_sub(failure.live_bytes);
+            format!(
+                " with {} free of {}; this process held {} ({:.0}% of the device), other processes and the \
+                 runtime itself held {}",
+                bytes(free),
+                bytes(total),
+                bytes(failure.live_bytes),
+                percent(failure.live_bytes, total),
+                bytes(others)
+            )
+        }
+        _ => format!("; this process held {} (free memory unknown)", bytes(failure.live_bytes)),
+    }
+}
+
+/// "; held by libtorch_npu.so 2.9 GiB, libhccl.so 200 MiB" (the largest holders).
+fn holders(held: &[Held]) -> String {
+    if held.is_empty() {
+        return String::new();
+    }
+    let named: Vec<String> =
+        held.iter().take(3).map(|h| format!("{} {}", basename(&h.library), bytes(h.bytes))).collect();
+    format!("; held by {}", named.join(", "))
+}
+
+/// What to change after an out-of-memory failure: the fix that applies first.
+fn oom_advice(spec: &RuntimeSpec, process: &ProcessSummary) -> String {
+    let state = expandable_state(spec, process);
+    let reduce = "lower what one rank holds (batch, sequence or image sizes, KV-cache share such as \
+                  gpu_memory_utilization), or find who holds the rest (calling libraries, other processes on the device)";
+    if state == Expandable::On || process.physical_allocations > 0 {
+        return format!("expandable segments were in effect, so this is not fragmentation of fixed segments: {reduce}");
+    }
+    let sizes = if process.large_sizes >= 2 {
+        format!("{} distinct large sizes were carved into fixed segments, which fragment; ", process.large_sizes)
+    } else {
+        String::new()
+    };
+    format!(
+        "{sizes}{}, so that the allocator grows one mapped range instead; if it still runs out, {reduce}",
+        enable_advice(spec, process, &state)
+    )
 }
 
 /// How complete the recording itself is.

@@ -4,9 +4,9 @@
 //! every table has a cap, and what falls beyond it is counted.
 
 use super::findings::{Finding, Findings, is_torch_library};
-use super::summary::{ProcessSummary, TEXT_LIMIT};
+use super::summary::{OutcomeCounts, ProcessSummary, TEXT_LIMIT};
 use super::units::truncate;
-use common::format::{ApiCounters, Bucket, Counters, Recording, histogram};
+use common::format::{ApiCounters, Bucket, Counters, PoolBytes, Recording, histogram};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,6 +42,10 @@ pub struct CallerSummary {
     pub calls: u64,
     pub failures: u64,
     pub bytes: u64,
+    /// Held at the end, summed over processes.
+    pub live: PoolBytes,
+    /// Held at each process's peak, summed over processes.
+    pub at_peak: PoolBytes,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -89,6 +93,14 @@ pub struct Merged {
     /// All failed allocation calls, kept or not.
     pub failures_total: u64,
     pub out_of_memory_failures: u64,
+    /// The recorded out-of-memory failures by what followed them.
+    pub oom_outcomes: OutcomeCounts,
+    /// The largest rise of non-torch memory in one process (first reading to last).
+    pub largest_non_torch_growth: u64,
+    /// The highest non-torch memory of one process.
+    pub highest_non_torch: u64,
+    /// Processes with device readings (a non-torch curve).
+    pub processes_with_non_torch: u64,
     pub processes: Vec<ProcessSummary>,
     pub processes_omitted: u64,
     /// Processes that mapped memory (expandable segments in effect).
@@ -131,6 +143,10 @@ pub struct Merger {
     failures: Vec<FailureRecord>,
     failures_total: u64,
     oom: u64,
+    oom_outcomes: OutcomeCounts,
+    largest_non_torch_growth: u64,
+    highest_non_torch: u64,
+    processes_with_non_torch: u64,
     processes: Vec<ProcessSummary>,
     processes_omitted: u64,
     processes_mapping: u64,
@@ -161,6 +177,10 @@ impl Default for Merger {
             failures: Vec::new(),
             failures_total: 0,
             oom: 0,
+            oom_outcomes: OutcomeCounts::default(),
+            largest_non_torch_growth: 0,
+            highest_non_torch: 0,
+            processes_with_non_torch: 0,
             processes: Vec::new(),
             processes_omitted: 0,
             processes_mapping: 0,
@@ -246,6 +266,10 @@ impl Merger {
             entry.calls = entry.calls.saturating_add(c.calls);
             entry.failures = entry.failures.saturating_add(c.failures);
             entry.bytes = entry.bytes.saturating_add(c.bytes);
+            entry.live.device = entry.live.device.saturating_add(c.live.device);
+            entry.live.host = entry.live.host.saturating_add(c.live.host);
+            entry.at_peak.device = entry.at_peak.device.saturating_add(c.at_peak.device);
+            entry.at_peak.host = entry.at_peak.host.saturating_add(c.at_peak.host);
         }
         let spec = super::runtime_of(r);
         self.failures_total = self.failures_total.saturating_add(summary.failed_calls);
@@ -258,9 +282,15 @@ impl Merger {
                     pid: summary.pid,
                     at_unix_ms: r.started_unix_ms.saturating_add(f.t_ms),
                     out_of_memory,
-                    failure: common::format::Failure { api: truncate(&f.api, 64), ..f.clone() },
+                    failure: super::summary::bounded_failure(f),
                 });
             }
+        }
+        self.oom_outcomes.add(&summary.oom_outcomes);
+        if let Some(non_torch) = summary.non_torch {
+            self.processes_with_non_torch += 1;
+            self.largest_non_torch_growth = self.largest_non_torch_growth.max(non_torch.growth());
+            self.highest_non_torch = self.highest_non_torch.max(non_torch.max);
         }
         self.processes_mapping += u64::from(summary.physical_allocations > 0);
         self.largest_growth = self.largest_growth.max(summary.growth.map_or(0, |g| g.bytes()));
@@ -326,6 +356,10 @@ impl Merger {
             failures: self.failures,
             failures_total: self.failures_total,
             out_of_memory_failures: self.oom,
+            oom_outcomes: self.oom_outcomes,
+            largest_non_torch_growth: self.largest_non_torch_growth,
+            highest_non_torch: self.highest_non_torch,
+            processes_with_non_torch: self.processes_with_non_torch,
             processes,
             processes_omitted: self.processes_omitted,
             processes_mapping: self.processes_mapping,

@@ -52,6 +52,95 @@ pub struct ProcessSummary {
     pub timeline_interval_ms: u64,
     /// Sorted by time; at most MAX_TIMELINE points.
     pub timeline: Vec<Sample>,
+    /// Libraries the timeline's holders name.
+    pub timeline_libraries: Vec<format::TimelineLibrary>,
+    /// "Non-torch memory" over the run, from the samples that read the device.
+    pub non_torch: Option<NonTorch>,
+    /// Out-of-memory failures by what followed them.
+    pub oom_outcomes: OutcomeCounts,
+    /// Phase marks, names cut to TEXT_LIMIT.
+    pub marks: Vec<format::Mark>,
+    pub marks_dropped: u64,
+}
+
+/// Device used memory minus torch's share, as vLLM computes it.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct NonTorch {
+    pub first: u64,
+    pub last: u64,
+    pub max: u64,
+    /// When the first and the last reading were taken (ms since load).
+    pub first_t_ms: u64,
+    pub last_t_ms: u64,
+}
+
+impl NonTorch {
+    /// How much it rose from the first reading to the last (never negative).
+    pub fn growth(&self) -> u64 {
+        self.last.saturating_sub(self.first)
+    }
+
+    pub fn from_samples(samples: &[Sample]) -> Option<NonTorch> {
+        let read: Vec<(u64, u64)> = samples.iter().filter_map(|s| Some((s.t_ms, s.non_framework_bytes()?))).collect();
+        let (first, last) = (read.first()?, read.last()?);
+        Some(NonTorch {
+            first: first.1,
+            last: last.1,
+            max: read.iter().map(|r| r.1).max().unwrap_or(0),
+            first_t_ms: first.0,
+            last_t_ms: last.0,
+        })
+    }
+}
+
+/// Failures counted by outcome; recordings older than the outcome field
+/// count as unknown.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    pub recovered: u64,
+    pub survived: u64,
+    pub fatal: u64,
+    pub unknown: u64,
+}
+
+impl OutcomeCounts {
+    pub fn count(&mut self, outcome: Option<format::Outcome>) {
+        use format::Outcome::*;
+        let cell = match outcome {
+            Some(Recovered) => &mut self.recovered,
+            Some(Survived) => &mut self.survived,
+            Some(Fatal) => &mut self.fatal,
+            Some(Unknown) | None => &mut self.unknown,
+        };
+        *cell = cell.saturating_add(1);
+    }
+
+    pub fn add(&mut self, other: &OutcomeCounts) {
+        self.recovered = self.recovered.saturating_add(other.recovered);
+        self.survived = self.survived.saturating_add(other.survived);
+        self.fatal = self.fatal.saturating_add(other.fatal);
+        self.unknown = self.unknown.saturating_add(other.unknown);
+    }
+
+    /// Failures the process may not have come back from.
+    pub fn not_recovered(&self) -> u64 {
+        self.fatal.saturating_add(self.unknown)
+    }
+
+    /// `2 fatal, 1 recovered`, naming only what occurred.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = [
+            (self.fatal, "fatal"),
+            (self.unknown, "outcome unknown"),
+            (self.survived, "survived"),
+            (self.recovered, "recovered"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if parts.is_empty() { "none".to_owned() } else { parts.join(", ") }
+    }
 }
 
 /// Peak live bytes in the first and the second half of the timeline's span.
@@ -124,7 +213,18 @@ impl ProcessSummary {
             failures_dropped: r.failures_dropped,
             errors: r.errors,
             timeline_interval_ms: r.timeline.interval_ms,
+            non_torch: NonTorch::from_samples(&timeline),
             timeline,
+            timeline_libraries: r
+                .timeline
+                .libraries
+                .iter()
+                .take(MAX_TIMELINE)
+                .map(|l| format::TimelineLibrary { library: truncate(&l.library, TEXT_LIMIT), pool: l.pool })
+                .collect(),
+            oom_outcomes: oom_outcomes(r),
+            marks: r.marks.iter().take(format::MARKS_KEPT).map(bounded_mark).collect(),
+            marks_dropped: r.marks_dropped.saturating_add(r.marks.len().saturating_sub(format::MARKS_KEPT) as u64),
         }
     }
 
@@ -143,6 +243,31 @@ impl ProcessSummary {
     pub fn peak(&self) -> u64 {
         self.totals.peak_live_bytes
     }
+}
+
+fn oom_outcomes(r: &Recording) -> OutcomeCounts {
+    let spec = super::runtime_of(r);
+    let mut counts = OutcomeCounts::default();
+    for failure in r.failures.iter().filter(|f| spec.oom_codes.contains(&f.code)) {
+        counts.count(failure.outcome);
+    }
+    counts
+}
+
+fn bounded_held(held: &[format::Held]) -> Vec<format::Held> {
+    held.iter()
+        .take(format::HELD_TOP * 2)
+        .map(|h| format::Held { library: truncate(&h.library, TEXT_LIMIT), ..h.clone() })
+        .collect()
+}
+
+fn bounded_mark(mark: &format::Mark) -> format::Mark {
+    format::Mark { name: truncate(&mark.name, TEXT_LIMIT), held: bounded_held(&mark.held), ..mark.clone() }
+}
+
+/// A failure with its strings and lists bounded.
+pub fn bounded_failure(failure: &format::Failure) -> format::Failure {
+    format::Failure { api: truncate(&failure.api, 64), held: bounded_held(&failure.held), ..failure.clone() }
 }
 
 /// argv as one line, cut to TEXT_LIMIT characters.

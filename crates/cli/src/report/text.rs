@@ -3,7 +3,7 @@
 
 use super::merge::Merged;
 use super::summary::ProcessSummary;
-use super::units::{bytes, device, percent, seconds, signed_bytes, terminal_safe};
+use super::units::{basename, bytes, device, percent, seconds, signed_bytes, terminal_safe};
 use std::fmt::Write as _;
 
 /// Width of the longest histogram bar.
@@ -78,8 +78,50 @@ pub fn render(m: &Merged, top: usize) -> String {
     processes(&mut out, m);
     callers(&mut out, m, top);
     failures(&mut out, m);
+    marks(&mut out, m);
     findings(&mut out, m);
     out
+}
+
+/// Each process's phase marks: what was held, and what was left since the mark before.
+fn marks(out: &mut String, m: &Merged) {
+    let marked: Vec<&ProcessSummary> = m.processes.iter().filter(|p| !p.marks.is_empty()).collect();
+    if marked.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nPhase marks (device memory held at each mark, and the change since the mark before)");
+    for p in marked.iter().take(MAX_ROWS) {
+        let _ = writeln!(out, "  {}", safe(&p.label()));
+        let mut rows = Vec::new();
+        let mut before: Option<&common::format::Mark> = None;
+        for mark in p.marks.iter().take(MAX_ROWS) {
+            let change = before.map_or_else(
+                || "-".to_owned(),
+                |b| signed_bytes(i128::from(mark.device_live_bytes) - i128::from(b.device_live_bytes)),
+            );
+            let holders: Vec<String> = mark
+                .held
+                .iter()
+                .filter(|h| h.pool == common::format::Pool::Device)
+                .take(3)
+                .map(|h| format!("{} {}", basename(&h.library), bytes(h.bytes)))
+                .collect();
+            rows.push(vec![
+                terminal_safe(&mark.name, 40),
+                seconds(mark.t_ms),
+                bytes(mark.device_live_bytes),
+                change,
+                mark.device_used_bytes.map_or_else(|| "-".to_owned(), bytes),
+                safe(&holders.join(", ")),
+            ]);
+            before = Some(mark);
+        }
+        out.push_str(&table(
+            &["mark", "at", "held", "since previous", "device used", "largest holders"],
+            &[false, true, true, true, true, false],
+            &rows,
+        ));
+    }
 }
 
 fn header(out: &mut String, m: &Merged) {
@@ -112,7 +154,12 @@ fn totals(out: &mut String, m: &Merged) {
         vec!["allocations".into(), format!("{} calls, {}", t.alloc_calls, bytes(t.alloc_bytes))],
         vec![
             "failed".into(),
-            format!("{} calls, {} out of memory (recorded)", t.failed_calls, m.out_of_memory_failures),
+            format!(
+                "{} calls, {} out of memory (recorded): {}",
+                t.failed_calls,
+                m.out_of_memory_failures,
+                m.oom_outcomes.describe()
+            ),
         ],
         vec!["frees".into(), format!("{} calls, {}", t.free_calls, bytes(t.freed_bytes))],
         vec!["live at the end".into(), bytes(t.live_bytes)],
@@ -120,7 +167,20 @@ fn totals(out: &mut String, m: &Merged) {
         vec!["peaks added up".into(), format!("{} (upper bound of the job's peak)", bytes(t.peak_live_bytes))],
         vec![
             "largest growth".into(),
-            format!("{} (second-half peak over first-half, one process)", signed_bytes(i128::from(m.largest_growth))),
+            format!("{} (second-half peak over first-half, one process)", bytes(m.largest_growth)),
+        ],
+        vec![
+            "non-torch memory".into(),
+            if m.processes_with_non_torch == 0 {
+                "not read (no device readings in the recordings)".into()
+            } else {
+                format!(
+                    "highest {}, largest rise {} (device used minus torch-held, as vLLM computes it; {} processes)",
+                    bytes(m.highest_non_torch),
+                    bytes(m.largest_non_torch_growth),
+                    m.processes_with_non_torch
+                )
+            },
         ],
         vec![
             "mapped segments".into(),
@@ -217,9 +277,9 @@ fn process_row(p: &ProcessSummary) -> Vec<String> {
         p.pid.to_string(),
         p.device.map(device).unwrap_or_else(|| if p.devices.is_empty() { "-".into() } else { "several".into() }),
         bytes(p.peak()),
-        p.growth
-            .map(|g| signed_bytes(i128::from(g.second_half_peak) - i128::from(g.first_half_peak)))
-            .unwrap_or_else(|| "-".into()),
+        // Growth is how much higher the second half went: never negative.
+        p.growth.map(|g| bytes(g.bytes())).unwrap_or_else(|| "-".into()),
+        p.non_torch.map(|n| format!("{} -> {}", bytes(n.first), bytes(n.last))).unwrap_or_else(|| "-".into()),
         p.large_sizes.to_string(),
         p.failed_calls.to_string(),
         safe(&p.config.rule),
@@ -237,8 +297,8 @@ fn processes(out: &mut String, m: &Merged) {
     let _ = writeln!(out, "\nProcesses (highest peak first; {shown} of {})", m.recordings);
     let rows: Vec<Vec<String>> = sorted.iter().take(MAX_ROWS).map(|p| process_row(p)).collect();
     out.push_str(&table(
-        &["host", "pid", "device", "peak", "growth", "large sizes", "failed", "rule", "command"],
-        &[false, true, true, true, true, true, true, false, false],
+        &["host", "pid", "device", "peak", "growth", "non-torch", "large sizes", "failed", "rule", "command"],
+        &[false, true, true, true, true, true, true, true, false, false],
         &rows,
     ));
 }
@@ -248,7 +308,11 @@ fn callers(out: &mut String, m: &Merged, top: usize) {
         return;
     }
     let total: u64 = m.callers.iter().map(|c| c.bytes).fold(0, u64::saturating_add);
-    let _ = writeln!(out, "\nCalling libraries (device and pinned host allocations, added up over the run)");
+    let _ = writeln!(
+        out,
+        "\nCalling libraries (allocated: device and pinned host, added up over the run; held: device at the \
+         process peak and at the end)"
+    );
     let rows: Vec<Vec<String>> = m
         .callers
         .iter()
@@ -261,12 +325,15 @@ fn callers(out: &mut String, m: &Merged, top: usize) {
                 c.failures.to_string(),
                 bytes(c.bytes),
                 format!("{:.1}%", percent(c.bytes, total)),
+                bytes(c.at_peak.device),
+                bytes(c.live.device),
+                bytes(c.at_peak.host),
             ]
         })
         .collect();
     out.push_str(&table(
-        &["library", "kind", "calls", "failed", "bytes", "share"],
-        &[false, false, true, true, true, true],
+        &["library", "kind", "calls", "failed", "allocated", "share", "held at peak", "held at end", "pinned at peak"],
+        &[false, false, true, true, true, true, true, true, true],
         &rows,
     ));
     if m.callers.len() > top {
@@ -296,6 +363,11 @@ fn failures(out: &mut String, m: &Merged) {
                 (Some(free), None) => bytes(free),
                 _ => "unknown".into(),
             };
+            let holder = x
+                .held
+                .first()
+                .map(|h| format!("{} {}", basename(&h.library), bytes(h.bytes)))
+                .unwrap_or_else(|| "-".into());
             vec![
                 safe(&f.hostname),
                 f.pid.to_string(),
@@ -306,12 +378,14 @@ fn failures(out: &mut String, m: &Merged) {
                 device(x.device),
                 state,
                 bytes(x.live_bytes),
+                x.outcome.map_or("unknown", |o| o.name()).to_owned(),
+                safe(&holder),
             ]
         })
         .collect();
     out.push_str(&table(
-        &["host", "pid", "at", "api", "size", "code", "device", "free", "process live"],
-        &[false, true, true, false, true, true, true, true, true],
+        &["host", "pid", "at", "api", "size", "code", "device", "free", "process live", "outcome", "largest holder"],
+        &[false, true, true, false, true, true, true, true, true, false, false],
         &rows,
     ));
     if m.failures.len() > MAX_ROWS {
