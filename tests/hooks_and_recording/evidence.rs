@@ -166,3 +166,48 @@ fn a_failure_is_on_disk_before_the_call_returns_so_a_kill_right_after_keeps_it()
     assert_eq!(n(&failures[0], "/size"), 1 << 40);
     assert_eq!(failures[0]["outcome"], "unknown");
 }
+
+/// tests/fixtures/crash_worker.py on the fake runtime, tracing into `dir`.
+fn crash_worker(mode: &str, dir: &Path) -> Value {
+    let fake = support::fixtures::fake_runtime();
+    let trace = format!("{}/", dir.display());
+    let mut command = support::fixtures::traced(Path::new("python3"), Path::new(&trace), 60_000);
+    command.arg(support::repo().join("tests/fixtures/crash_worker.py")).arg(&fake).arg(dir).arg(mode);
+    let out = support::run_ok(&mut command);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn recording_of(dir: &Path, pid: &Value) -> Value {
+    read_json(&dir.join(format!("npu-alloc-shim.{}.json", pid.as_u64().unwrap())))
+}
+
+#[test]
+fn pool_workers_ended_with_sigterm_leave_their_recordings_and_failures() {
+    let dir = scratch("pool");
+    let run = crash_worker("pool", &dir);
+    assert_eq!(run["failed"], run["worker"], "one worker ran both tasks");
+    // The worker's recording existed before its failure (the script waits
+    // for it, bounded by 30 s): the first write came soon after the first
+    // call, not after the 60 s flush interval.
+    assert!(run["first_write_ms"].as_u64().unwrap() < 30_000, "{run}");
+    let rec = recording_of(&dir, &run["failed"]);
+    assert_eq!(rec["final"], false, "SIGTERM runs no exit handler");
+    let failures = rec["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{rec}");
+    assert_eq!(n(&failures[0], "/size"), 1 << 40);
+    assert_eq!(n(&rec, "/totals/alloc_calls"), 2, "{rec}");
+    support::fixtures::figure(format!(
+        "pool worker's first recording {} ms after its first task",
+        run["first_write_ms"]
+    ));
+}
+
+#[test]
+fn os_exit_right_after_a_failure_keeps_it() {
+    let dir = scratch("os-exit");
+    let pids = crash_worker("exit", &dir);
+    let rec = recording_of(&dir, &pids["failed"]);
+    assert_eq!(rec["final"], false, "os._exit runs no exit handler");
+    assert_eq!(n(&rec["failures"][0], "/size"), 1 << 40, "{rec}");
+}

@@ -19,6 +19,9 @@ use std::process::Command;
 
 /// The simulated device: see docs/real-torch-npu.md for why 3 GiB.
 const DEVICE_BYTES: u64 = 3 << 30;
+/// What the simulated runtime keeps for itself beside DEVICE_BYTES (as CANN
+/// keeps workspaces): the "non-torch memory" of these runs, exactly.
+const RUNTIME_BYTES: u64 = 192 << 20;
 /// Exit status of the workload when torch_npu ran out of device memory.
 const EXIT_OOM: i32 = 3;
 
@@ -39,7 +42,8 @@ fn python(line: &Line, preload: bool, dir: &Path, tag: &str) -> Command {
         // directory on out-of-memory: keep it out of the repository.
         .current_dir(dir)
         .env("LD_LIBRARY_PATH", &line.sim)
-        .env("SIM_ACL_DEVICE_BYTES", DEVICE_BYTES.to_string())
+        .env("SIM_ACL_DEVICE_BYTES", (DEVICE_BYTES + RUNTIME_BYTES).to_string())
+        .env("SIM_ACL_RUNTIME_BYTES", RUNTIME_BYTES.to_string())
         .env("SIM_ACL_STATS", dir.join(format!("{tag}.stats.json")));
     command
 }
@@ -102,9 +106,11 @@ fn assert_recording_matches(recording: &Value, stats: &Value) {
     let sim_apis = stats["by_api"].as_object().expect("by_api");
     // The library itself asks aclrtGetMemInfo once per failed allocation (the
     // free/total of each `failures` entry): the runtime sees those calls too.
+    // So does each device reading of the timeline (`device_readings`).
     let own_queries = recording["failures"]
         .as_array()
-        .map_or(0, |f| f.iter().filter(|f| !f["device_total"].is_null()).count()) as u64;
+        .map_or(0, |f| f.iter().filter(|f| !f["device_total"].is_null()).count()) as u64
+        + recording["device_readings"].as_u64().expect("device_readings");
     for (api, counts) in sim_apis {
         let recorded = &recording["by_api"][api];
         if api == "aclrtGetMemInfo" {
@@ -228,16 +234,47 @@ fn report_and_diff_show_the_oom_and_its_absence(line: &Line) {
     };
     let (before, after) = (dir.join("before.json"), dir.join("after.json"));
     let html = dir.join("report.html");
+    for (file, fatal) in [(&before, true), (&after, false)] {
+        let recording = read_json(file);
+        let outcomes: Vec<&str> =
+            recording["failures"].as_array().unwrap().iter().map(|f| f["outcome"].as_str().unwrap()).collect();
+        // Before: the last failures end the run; after: each one was retried.
+        assert_eq!(outcomes.last() == Some(&"fatal"), fatal, "{outcomes:?}");
+        assert!(outcomes.iter().all(|&o| o == "fatal" || o == "recovered"), "{outcomes:?}");
+        // The non-torch curve: the device's used memory minus torch's share
+        // is the runtime's own memory, exactly, at every reading.
+        let samples = recording["timeline"]["samples"].as_array().unwrap();
+        let read: Vec<&Value> = samples.iter().filter(|s| s.get("device_used_bytes").is_some()).collect();
+        assert!(!read.is_empty(), "no device reading in {}", file.display());
+        for sample in read {
+            let used = sample["device_used_bytes"].as_u64().unwrap();
+            assert_eq!(used - sample["framework_bytes"].as_u64().unwrap(), RUNTIME_BYTES, "{sample}");
+        }
+        // torch_npu's library held all of the peak.
+        let callers = recording["callers"].as_array().unwrap();
+        let torch: Vec<&Value> =
+            callers.iter().filter(|c| c["library"].as_str().unwrap().ends_with("/libtorch_npu.so")).collect();
+        assert_eq!(torch.len(), 1, "{callers:?}");
+        assert_eq!(torch[0]["at_peak"]["device"], recording["totals"]["peak_live_bytes"]);
+    }
     let report_before = cli(&["report".as_ref(), before.as_ref(), "--html".as_ref(), html.as_ref()]);
     assert!(report_before.contains("[out-of-memory]"), "{report_before}");
+    // The advice names the fix: the variable was left at its default.
+    assert!(report_before.contains("set PYTORCH_NPU_ALLOC_CONF=expandable_segments:True"), "{report_before}");
+    assert!(
+        report_before.contains("highest 192.0 MiB, largest rise 0 B (device used minus torch-held"),
+        "{report_before}"
+    );
     assert!(std::fs::read_to_string(&html).expect("html").contains("<svg"));
     // With expandable segments torch_npu still meets a failed physical
     // allocation or two, frees cached granules and retries: it completes.
     let report_after = cli(&["report".as_ref(), after.as_ref()]);
     assert!(report_after.contains("mapped segments 1 of 1"), "{report_after}");
+    assert!(!report_after.contains("error "), "no error finding after: {report_after}");
     let diff = cli(&["diff".as_ref(), before.as_ref(), after.as_ref()]);
     assert!(diff.contains("expandable segments in effect (mapped memory) in 0 of 1 -> 1 of 1"), "{diff}");
-    assert!(diff.contains("failures"), "{diff}");
+    assert!(diff.contains("-> none)"), "out of memory, none fatal: {diff}");
+    assert!(diff.contains("non-torch memory (device used minus torch-held): highest 192.0 MiB -> 192.0 MiB"), "{diff}");
 }
 
 /// (c) A configuration the library must not touch, and a sleep-mode command

@@ -290,5 +290,6 @@ pub fn build(timeline: &Timeline, is_final: bool) -> Recording {
         },
         marks,
         marks_dropped,
+        device_readings: super::used::ASKED.load(Relaxed),
     }
 }

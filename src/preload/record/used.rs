@@ -28,6 +28,8 @@ static READINGS: [Reading; MAX_DEVICES] =
 /// overlap; `SITES_AT` publishes it.
 static SITES: [AtomicU64; CALLSITES] = [const { AtomicU64::new(0) }; CALLSITES];
 static SITES_AT: AtomicU64 = AtomicU64::new(0);
+/// Readings asked of the runtime (each is one aclrtGetMemInfo call).
+pub static ASKED: AtomicU64 = AtomicU64::new(0);
 
 /// Asks the next device call for a reading (the writer thread).
 pub fn request() {
@@ -46,6 +48,7 @@ pub fn answer(device_slot: usize, mem_info: fn() -> Option<(u64, u64)>) {
     if !WANTED.swap(false, Relaxed) {
         return;
     }
+    ASKED.fetch_add(1, Relaxed);
     let Some((free, total)) = mem_info() else { return };
     let at = super::lifecycle::elapsed_ms() + 1;
     for (cell, bytes) in SITES.iter().zip(held::per_site(DEVICE)) {
@@ -78,4 +81,5 @@ pub fn reset() {
     WANTED.store(false, Relaxed);
     READINGS.iter().for_each(|r| r.at.store(0, Relaxed));
     SITES_AT.store(0, Relaxed);
+    ASKED.store(0, Relaxed);
 }

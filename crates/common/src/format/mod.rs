@@ -43,6 +43,10 @@ pub struct Recording {
     pub marks: Vec<Mark>,
     #[serde(default)]
     pub marks_dropped: u64,
+    /// Times the library asked the runtime for the device's used memory
+    /// (the timeline's `device_used_bytes`), besides one ask per failure.
+    #[serde(default)]
+    pub device_readings: u64,
 }
 
 /// Libraries named per moment (failure, mark, timeline sample): the largest
