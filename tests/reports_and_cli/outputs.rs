@@ -151,7 +151,7 @@ fn the_terminal_summary_shows_the_numbers_and_no_control_characters() {
     let failure = words(section.lines().find(|l| l.trim_start().starts_with("node-a 1003")).expect("row").to_owned());
     assert_eq!(
         failure,
-        format!("node-a 1003 30.0 s aclrtMalloc 4.0 GiB 207001 3 1.0 GiB of 32.0 GiB {}", bytes(4 * GIB))
+        format!("node-a 1003 30.0 s aclrtMalloc 4.0 GiB 207001 3 1.0 GiB of 32.0 GiB {} unknown -", bytes(4 * GIB))
     );
     assert!(
         text.contains("[out-of-memory] (2 of 8 processes: node-a pid 1003 (device 3), node-b pid 1006 (device 2))"),

@@ -411,16 +411,7 @@ fn failure_findings(spec: &RuntimeSpec, recording: &Recording, process: &Process
         full.iter().partition(|f| !matches!(f.outcome, Some(Outcome::Recovered | Outcome::Survived)));
     if let Some(worst) = ended.iter().max_by_key(|f| f.size) {
         let held = memory_held(worst);
-        // A request beyond the whole device is a size bug, not memory pressure.
-        let beyond = match worst.device_total {
-            Some(total) if worst.size > total => {
-                format!(
-                    "; the request is larger than the whole device ({}): a size computation gone wrong",
-                    bytes(total)
-                )
-            }
-            _ => String::new(),
-        };
+        let beyond = beyond_device(worst);
         let mut outcomes = OutcomeCounts::default();
         full.iter().for_each(|f| outcomes.count(f.outcome));
         found.push(
@@ -452,7 +443,7 @@ fn failure_findings(spec: &RuntimeSpec, recording: &Recording, process: &Process
             .detail(format!(
                 "{} allocation(s) failed out of memory ({}): the caching allocator freed cached memory and \
                  retried, or the program caught the error; none was fatal. The largest: {} of {} on device {} at \
-                 {}{}{}",
+                 {}{}{}{}",
                 came_back.len(),
                 outcomes.describe(),
                 worst.api,
@@ -461,6 +452,7 @@ fn failure_findings(spec: &RuntimeSpec, recording: &Recording, process: &Process
                 seconds(worst.t_ms),
                 memory_held(worst),
                 holders(&worst.held),
+                beyond_device(worst),
             ))
             .advice(
                 "the device runs full: each retry costs a cache flush (and synchronizes the device). Leave more \
@@ -489,6 +481,16 @@ fn failure_findings(spec: &RuntimeSpec, recording: &Recording, process: &Process
         );
     }
     found
+}
+
+/// A request beyond the whole device is a size bug, not memory pressure.
+fn beyond_device(failure: &Failure) -> String {
+    match failure.device_total {
+        Some(total) if failure.size > total => {
+            format!("; the request is larger than the whole device ({}): a size computation gone wrong", bytes(total))
+        }
+        _ => String::new(),
+    }
 }
 
 /// "with 10 MiB free of 3 GiB; this process held ..." for a failure.
