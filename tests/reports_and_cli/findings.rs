@@ -293,3 +293,32 @@ fn the_same_rule_in_many_processes_is_one_finding_with_the_worst_instance() {
     let (_, second) = halves(&all[1]["timeline"]);
     assert!(detail(f).contains(&bytes(second)), "the worst (5 GiB) instance is kept: {}", detail(f));
 }
+
+/// Phase marks in the terminal: what was held at each, the change since the
+/// mark before, and the largest holder; the non-torch line from readings.
+#[test]
+fn marks_and_non_torch_memory_are_shown_in_the_operators_terms() {
+    const GIB: u64 = 1 << 30;
+    let mut r = recording(7, "node", 0);
+    let held =
+        |bytes: u64| json!([{"library": "/opt/torch_npu/lib/libtorch_npu.so", "pool": "device", "bytes": bytes}]);
+    r["marks"] = json!([
+        {"name": "sleep", "t_ms": 1000, "device_live_bytes": 2 * GIB, "host_live_bytes": 0, "held": held(2 * GIB)},
+        {"name": "wake", "t_ms": 2000, "device_live_bytes": 3 * GIB, "host_live_bytes": 0, "held": held(3 * GIB)},
+    ]);
+    r["timeline"]["samples"] = json!([
+        {"t_ms": 100, "live_bytes": GIB, "max_live_bytes": GIB, "device_used_bytes": 2 * GIB, "framework_bytes": GIB},
+        {"t_ms": 900, "live_bytes": GIB, "max_live_bytes": GIB, "device_used_bytes": 5 * GIB, "framework_bytes": GIB},
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "r.json", &r);
+    let out = run(cli().arg("report").arg(dir.path()));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let words = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lines: Vec<String> = text.lines().map(words).collect();
+    assert!(lines.iter().any(|l| l == "sleep 1.0 s 2.0 GiB - - libtorch_npu.so 2.0 GiB"), "{text}");
+    assert!(lines.iter().any(|l| l == "wake 2.0 s 3.0 GiB +1.0 GiB - libtorch_npu.so 3.0 GiB"), "{text}");
+    // Non-torch memory went from 1 GiB to 4 GiB: the seed's symptom.
+    assert!(text.contains("highest 4.0 GiB, largest rise 3.0 GiB"), "{text}");
+}
