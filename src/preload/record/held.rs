@@ -20,9 +20,10 @@ pub fn per_site(pool: usize) -> [u64; CALLSITES] {
     sums
 }
 
-/// `(site, bytes)` of the `HELD_TOP` largest holders, largest first.
-pub fn top(per_site: &[u64; CALLSITES]) -> Vec<(usize, u64)> {
-    let mut top: Vec<(usize, u64)> = per_site.iter().copied().enumerate().filter(|&(_, b)| b > 0).collect();
+/// `(index, bytes)` of the `HELD_TOP` largest non-zero holders, largest
+/// first (ties: lower index first); indexes are call sites or library keys.
+pub fn top(bytes_by_index: &[u64]) -> Vec<(usize, u64)> {
+    let mut top: Vec<(usize, u64)> = bytes_by_index.iter().copied().enumerate().filter(|&(_, b)| b > 0).collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     top.truncate(HELD_TOP);
     top

@@ -241,6 +241,11 @@ pub fn successful_allocations() -> u64 {
         .fold(0, u64::wrapping_add)
 }
 
+/// How a recording names pool index `pool`.
+pub fn pool_kind(pool: usize) -> common::format::Pool {
+    if pool == HOST { common::format::Pool::Host } else { common::format::Pool::Device }
+}
+
 fn device_slot(device: i32) -> usize {
     usize::try_from(device).ok().filter(|&d| d < OTHER_DEVICE_SLOT).unwrap_or(OTHER_DEVICE_SLOT)
 }

@@ -145,10 +145,6 @@ fn callers(names: &SiteNames) -> Vec<Caller> {
     callers
 }
 
-fn pool_name(pool: usize) -> Pool {
-    if pool == HOST { Pool::Host } else { Pool::Device }
-}
-
 /// What followed a kept failure (see `format::Outcome`).
 fn outcome(slot: &failures::Slot, successes_now: u64, is_final: bool) -> Outcome {
     if slot.recovered.load(Relaxed) {
@@ -181,7 +177,7 @@ fn failures(names: &SiteNames, is_final: bool) -> (Vec<Failure>, u64) {
                 device_total: known(slot.device_total.load(Relaxed)),
                 t_ms: slot.t_ms.load(Relaxed),
                 outcome: Some(outcome(slot, successes_now, is_final)),
-                held: held_by_library(names, &slot.held.read(), pool_name(slot.pool.load(Relaxed))),
+                held: held_by_library(names, &slot.held.read(), super::pool_kind(slot.pool.load(Relaxed))),
             }
         })
         .collect();

@@ -8,7 +8,7 @@
 //! `/proc/self/maps` (once per new call site, to name its library).
 
 use super::{CALLSITES, DEVICE, HOST, callsites, held, peak, pools, used};
-use common::format::{self, HELD_TOP, Pool};
+use common::format::{self, Pool};
 
 pub const MAX_SAMPLES: usize = 1024;
 pub const BASE_INTERVAL_MS: u64 = 50;
@@ -36,7 +36,7 @@ pub fn key(library: u32, pool: usize) -> usize {
 }
 
 pub fn pool_of_key(key: usize) -> Pool {
-    if key % 2 == HOST { Pool::Host } else { Pool::Device }
+    super::pool_kind(key % 2)
 }
 
 impl Timeline {
@@ -90,10 +90,7 @@ impl Timeline {
         let (live, max) = pools::take_window();
         let host_live = pools::HOST.live.load(std::sync::atomic::Ordering::Relaxed);
         let totals = self.by_key(&held::per_site(DEVICE), &held::per_site(HOST));
-        let mut top: Vec<(u32, u64)> =
-            totals.iter().enumerate().filter(|&(_, &b)| b > 0).map(|(k, &b)| (k as u32, b)).collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        top.truncate(HELD_TOP);
+        let top: Vec<(u32, u64)> = held::top(&totals).into_iter().map(|(k, b)| (k as u32, b)).collect();
         peak::POOLS.into_iter().for_each(peak::if_higher);
         // Readings taken since the previous sample (which asked for them).
         let used = used::latest(self.samples.last().map_or(0, |s| s.t_ms));

@@ -25,9 +25,9 @@ static READINGS: [Reading; MAX_DEVICES] =
 
 /// Device bytes per call site at the latest reading. One thread answers a
 /// request and the writer reads it before asking again, so the two never
-/// overlap; `SITES_AT` publishes it.
+/// overlap; the reading's `at` (stored with Release after these, loaded with
+/// Acquire by `latest`) publishes them.
 static SITES: [AtomicU64; CALLSITES] = [const { AtomicU64::new(0) }; CALLSITES];
-static SITES_AT: AtomicU64 = AtomicU64::new(0);
 /// Readings asked of the runtime (each is one aclrtGetMemInfo call).
 pub static ASKED: AtomicU64 = AtomicU64::new(0);
 
@@ -57,7 +57,6 @@ pub fn answer(device_slot: usize, mem_info: fn() -> Option<(u64, u64)>) {
     let reading = &READINGS[device_slot.min(MAX_DEVICES - 1)];
     reading.used.store(total.saturating_sub(free), Relaxed);
     reading.at.store(at, Release);
-    SITES_AT.store(at, Release);
 }
 
 /// Used bytes summed over the devices read at or after `since_ms`; None
@@ -67,9 +66,9 @@ pub fn latest(since_ms: u64) -> Option<u64> {
     fresh.map(|r| r.used.load(Relaxed)).reduce(u64::saturating_add)
 }
 
-/// Device bytes per call site at the latest reading (zeros before one).
+/// Device bytes per call site at the latest reading (zeros before one);
+/// call after `latest` found it.
 pub fn sites_at_reading() -> [u64; CALLSITES] {
-    let _ = SITES_AT.load(Acquire);
     let mut sites = [0u64; CALLSITES];
     for (out, cell) in sites.iter_mut().zip(&SITES) {
         *out = cell.load(Relaxed);
@@ -80,6 +79,5 @@ pub fn sites_at_reading() -> [u64; CALLSITES] {
 pub fn reset() {
     WANTED.store(false, Relaxed);
     READINGS.iter().for_each(|r| r.at.store(0, Relaxed));
-    SITES_AT.store(0, Relaxed);
     ASKED.store(0, Relaxed);
 }

@@ -5,7 +5,7 @@
 //! docs/reports.md lists every rule with its thresholds.
 
 use super::summary::{LARGE_SIZE, OutcomeCounts, ProcessSummary};
-use super::units::{basename, bytes, device, percent, seconds};
+use super::units::{basename, bytes, device, holder, percent, seconds};
 use common::allocconf::parse::parse;
 use common::allocconf::quote::quote;
 use common::allocconf::tokenizer::Dialect;
@@ -412,8 +412,7 @@ fn failure_findings(spec: &RuntimeSpec, recording: &Recording, process: &Process
     if let Some(worst) = ended.iter().max_by_key(|f| f.size) {
         let held = memory_held(worst);
         let beyond = beyond_device(worst);
-        let mut outcomes = OutcomeCounts::default();
-        full.iter().for_each(|f| outcomes.count(f.outcome));
+        let outcomes = OutcomeCounts::of(full.iter().copied());
         found.push(
             Finding::new("out-of-memory", Severity::Error, "allocations failed: the device was out of memory")
                 .detail(format!(
@@ -432,8 +431,7 @@ fn failure_findings(spec: &RuntimeSpec, recording: &Recording, process: &Process
                 .weight(worst.size),
         );
     } else if let Some(worst) = came_back.iter().max_by_key(|f| f.size) {
-        let mut outcomes = OutcomeCounts::default();
-        came_back.iter().for_each(|f| outcomes.count(f.outcome));
+        let outcomes = OutcomeCounts::of(came_back.iter().copied());
         found.push(
             Finding::new(
                 "memory-pressure",
@@ -517,8 +515,7 @@ fn holders(held: &[Held]) -> String {
     if held.is_empty() {
         return String::new();
     }
-    let named: Vec<String> =
-        held.iter().take(3).map(|h| format!("{} {}", basename(&h.library), bytes(h.bytes))).collect();
+    let named: Vec<String> = held.iter().take(3).map(holder).collect();
     format!("; held by {}", named.join(", "))
 }
 

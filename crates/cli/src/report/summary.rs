@@ -104,6 +104,13 @@ pub struct OutcomeCounts {
 }
 
 impl OutcomeCounts {
+    /// The outcomes of `failures`, counted.
+    pub fn of<'a>(failures: impl IntoIterator<Item = &'a format::Failure>) -> OutcomeCounts {
+        let mut counts = OutcomeCounts::default();
+        failures.into_iter().for_each(|f| counts.count(f.outcome));
+        counts
+    }
+
     pub fn count(&mut self, outcome: Option<format::Outcome>) {
         use format::Outcome::*;
         let cell = match outcome {
@@ -247,11 +254,7 @@ impl ProcessSummary {
 
 fn oom_outcomes(r: &Recording) -> OutcomeCounts {
     let spec = super::runtime_of(r);
-    let mut counts = OutcomeCounts::default();
-    for failure in r.failures.iter().filter(|f| spec.oom_codes.contains(&f.code)) {
-        counts.count(failure.outcome);
-    }
-    counts
+    OutcomeCounts::of(r.failures.iter().filter(|f| spec.oom_codes.contains(&f.code)))
 }
 
 fn bounded_held(held: &[format::Held]) -> Vec<format::Held> {

@@ -3,7 +3,7 @@
 
 use super::merge::Merged;
 use super::summary::ProcessSummary;
-use super::units::{basename, bytes, device, percent, seconds, signed_bytes, terminal_safe};
+use super::units::{bytes, device, holder, percent, seconds, signed_bytes, terminal_safe};
 use std::fmt::Write as _;
 
 /// Width of the longest histogram bar.
@@ -99,13 +99,8 @@ fn marks(out: &mut String, m: &Merged) {
                 || "-".to_owned(),
                 |b| signed_bytes(i128::from(mark.device_live_bytes) - i128::from(b.device_live_bytes)),
             );
-            let holders: Vec<String> = mark
-                .held
-                .iter()
-                .filter(|h| h.pool == common::format::Pool::Device)
-                .take(3)
-                .map(|h| format!("{} {}", basename(&h.library), bytes(h.bytes)))
-                .collect();
+            let holders: Vec<String> =
+                mark.held.iter().filter(|h| h.pool == common::format::Pool::Device).take(3).map(holder).collect();
             rows.push(vec![
                 terminal_safe(&mark.name, 40),
                 seconds(mark.t_ms),
@@ -363,11 +358,7 @@ fn failures(out: &mut String, m: &Merged) {
                 (Some(free), None) => bytes(free),
                 _ => "unknown".into(),
             };
-            let holder = x
-                .held
-                .first()
-                .map(|h| format!("{} {}", basename(&h.library), bytes(h.bytes)))
-                .unwrap_or_else(|| "-".into());
+            let holder = x.held.first().map(holder).unwrap_or_else(|| "-".into());
             vec![
                 safe(&f.hostname),
                 f.pid.to_string(),

@@ -84,6 +84,11 @@ pub fn basename(path: &str) -> &str {
     path.rsplit('/').next().filter(|name| !name.is_empty()).unwrap_or(path)
 }
 
+/// `libtorch_npu.so 2.9 GiB`: a holder as tables and findings name it.
+pub fn holder(held: &common::format::Held) -> String {
+    format!("{} {}", basename(&held.library), bytes(held.bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
