@@ -131,6 +131,31 @@ fn the_device_used_memory_beside_torchs_share_gives_non_torch_memory_exactly() {
     }
 }
 
+/// The HTML report draws the same evidence: non-torch memory over time and
+/// what each library held.
+#[test]
+fn the_html_report_draws_non_torch_memory_and_the_holders_over_time() {
+    let dir = scratch("html");
+    support::run_ok(&mut traced("held", &dir.join("held.json")));
+    let html = dir.join("report.html");
+    support::run_ok(Command::new(support::cli()).arg("report").arg("--quiet").arg(&dir).arg("--html").arg(&html));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("Non-torch memory per process (device used − torch-held)"));
+    // Every reading gives 256 MiB of the runtime's own plus the program's 16 MiB.
+    let line = "non-torch memory 272.0 MiB at the first reading, 272.0 MiB at the last, highest 272.0 MiB";
+    assert!(page.contains(line), "{line:?} missing");
+    assert!(page.contains("Held per calling library"));
+    // The program holds 16 MiB and 1 MiB pinned from its first sample on; the
+    // stand-in for torch at least its first 64 MiB (more when a sample fell
+    // inside the peak).
+    for line in ["evidence_client: highest held 16.0 MiB", "evidence_client (pinned host): highest held 1.0 MiB"] {
+        assert!(page.contains(line), "{line:?} missing");
+    }
+    assert!(page.contains("libtorch_stub.so: highest held "), "no line for the stand-in for torch");
+    // The library table shows held at the peak beside allocated over the run.
+    assert!(page.contains("<th>held at peak</th>"));
+}
+
 #[test]
 fn each_failure_says_what_followed_it() {
     let dir = scratch("outcomes");

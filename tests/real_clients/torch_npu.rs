@@ -271,7 +271,14 @@ fn report_and_diff_show_the_oom_and_its_absence(line: &Line) {
     let report_after = cli(&["report".as_ref(), after.as_ref()]);
     assert!(report_after.contains("1 of 1 processes (expandable segments in effect)"), "{report_after}");
     assert!(!report_after.contains("error "), "no error finding after: {report_after}");
-    let diff = cli(&["diff".as_ref(), before.as_ref(), after.as_ref()]);
+    let diff_html = dir.join("diff.html");
+    let diff = cli(&["diff".as_ref(), before.as_ref(), after.as_ref(), "--html".as_ref(), diff_html.as_ref()]);
+    // The non-torch curve of both runs, side by side: flat at the runtime's own memory.
+    let page = std::fs::read_to_string(&diff_html).expect("diff html");
+    assert!(page.contains("Non-torch memory (same scales)"), "no non-torch charts in the diff page");
+    let flat = "non-torch memory 192.0 MiB at the first reading, 192.0 MiB at the last, highest 192.0 MiB";
+    assert_eq!(page.matches(flat).count(), 2 * 2, "{flat:?}: a line title and a legend entry per side");
+    assert!(page.matches("libtorch_npu.so: highest held ").count() >= 2, "torch_npu's holders on both sides");
     assert!(diff.contains("expandable segments in effect (mapped memory) in 0 of 1 -> 1 of 1"), "{diff}");
     assert!(diff.contains("-> none)"), "out of memory, none fatal: {diff}");
     assert!(diff.contains("non-torch memory (device used minus torch-held): highest 192.0 MiB -> 192.0 MiB"), "{diff}");

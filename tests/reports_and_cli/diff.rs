@@ -91,8 +91,10 @@ fn json_and_html_carry_both_sides() {
         format!("peak live {} -> {} (-30%)", bytes(6 * GIB), bytes(6 * GIB * 7 / 10))
     );
     let page = std::fs::read_to_string(&html).unwrap();
-    // Timeline, two histograms, devices, libraries: each a before/after pair.
-    assert_eq!(page.matches("<div class=\"pair\">").count(), 7, "5 chart pairs + findings + failures");
+    // Timeline, holders, two histograms, devices, libraries: each a
+    // before/after pair (no non-torch pair: these recordings read no device).
+    assert_eq!(page.matches("<div class=\"pair\">").count(), 8, "6 chart pairs + findings + failures");
+    assert!(!page.contains("Non-torch memory"));
     assert!(page.matches("<svg").count() >= 10);
     for banned in ["http://", "https://", "<script"] {
         assert!(!page.contains(banned), "{banned}");

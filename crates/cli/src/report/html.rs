@@ -4,6 +4,7 @@
 
 use super::diff::{Change, Kind};
 use super::findings::Finding;
+use super::html_evidence::{held_chart, held_max, non_torch_chart, non_torch_max};
 use super::merge::Merged;
 use super::svg::{Bar, BarChart, FAILURE_COLOUR, Line, LineChart, Mark, PALETTE, Unit, esc};
 use super::units::{basename, bytes, device, percent, seconds, signed_bytes};
@@ -391,18 +392,22 @@ fn failures_table(m: &Merged) -> String {
 fn callers_table(m: &Merged) -> String {
     let total: u64 = m.callers.iter().map(|c| c.bytes).fold(0, u64::saturating_add);
     let mut out = String::from(
-        "<table><tr><th>library</th><th>kind</th><th>calls</th><th>failed</th><th>bytes</th><th>share</th></tr>",
+        "<table><tr><th>library</th><th>kind</th><th>calls</th><th>failed</th><th>allocated over the run</th>\
+         <th>share</th><th>held at peak</th><th>held at end</th><th>pinned host held at peak</th></tr>",
     );
     for c in &m.callers {
         let _ = write!(
             out,
-            "<tr>{}{}{}{}{}{}</tr>",
+            "<tr>{}{}{}{}{}{}{}{}{}</tr>",
             td(&c.library),
             td(if c.torch { "torch" } else { "other" }),
             tn(&c.calls.to_string()),
             tn(&c.failures.to_string()),
             tn(&bytes(c.bytes)),
-            tn(&format!("{:.1}%", percent(c.bytes, total)))
+            tn(&format!("{:.1}%", percent(c.bytes, total))),
+            tn(&bytes(c.at_peak.device)),
+            tn(&bytes(c.live.device)),
+            tn(&bytes(c.at_peak.host))
         );
     }
     out.push_str("</table>");
@@ -424,6 +429,10 @@ pub fn report_page(m: &Merged, inputs: &str) -> String {
     let _ = write!(body, "<h2>Findings</h2>{}", findings(&m.findings, m.recordings));
     let (x, y) = timeline_extent(m);
     let _ = write!(body, "<h2>Memory over time</h2>{}", timeline(m, FULL, x, y));
+    if let Some(chart) = non_torch_chart(m, FULL, x, 0.0) {
+        let _ = write!(body, "<h2>Non-torch memory</h2>{chart}");
+    }
+    let _ = write!(body, "<h2>Held per calling library</h2>{}", held_chart(m, FULL, x, 0.0));
     let range = bucket_range(&[m]);
     let _ = write!(
         body,
@@ -496,6 +505,16 @@ pub fn diff_page(
         body,
         "<h2>Memory over time (same scales)</h2>{}",
         pair(&timeline(before, HALF, x, y), &timeline(after, HALF, x, y))
+    );
+    let y = non_torch_max(before).max(non_torch_max(after));
+    if let (Some(b), Some(a)) = (non_torch_chart(before, HALF, x, y), non_torch_chart(after, HALF, x, y)) {
+        let _ = write!(body, "<h2>Non-torch memory (same scales)</h2>{}", pair(&b, &a));
+    }
+    let y = held_max(before).max(held_max(after));
+    let _ = write!(
+        body,
+        "<h2>Held per calling library (same scales)</h2>{}",
+        pair(&held_chart(before, HALF, x, y), &held_chart(after, HALF, x, y))
     );
     let range = bucket_range(&[before, after]);
     for by_bytes in [false, true] {

@@ -5,6 +5,7 @@
 mod diff;
 mod findings;
 mod html;
+mod html_evidence;
 mod load;
 mod merge;
 mod progress;
