@@ -82,27 +82,33 @@ fn held_process(m: &Merged) -> Option<&ProcessSummary> {
     m.processes.iter().filter(|p| p.timeline.iter().any(|s| !s.held.is_empty())).max_by_key(|p| p.peak())
 }
 
-/// Per timeline library: its points (0 where a sample does not name it: it
-/// was not among the largest holders) and its highest value.
-fn held_lines(m: &Merged, p: &ProcessSummary) -> Vec<(usize, Vec<(f64, f64)>, u64)> {
-    let mut lines: Vec<(usize, Vec<(f64, f64)>, u64)> =
-        (0..p.timeline_libraries.len()).map(|i| (i, Vec::new(), 0)).collect();
+/// One timeline library's line: its points (0 where a sample does not name
+/// it: it was not among the largest holders) and its highest value.
+struct HeldLine {
+    library: usize,
+    points: Vec<(f64, f64)>,
+    highest: u64,
+}
+
+fn held_lines(m: &Merged, p: &ProcessSummary) -> Vec<HeldLine> {
+    let mut lines: Vec<HeldLine> =
+        (0..p.timeline_libraries.len()).map(|library| HeldLine { library, points: Vec::new(), highest: 0 }).collect();
     for s in &p.timeline {
         let x = at(m, p, s.t_ms);
-        for (i, points, highest) in lines.iter_mut() {
-            let held = s.held.iter().find(|h| h.0 as usize == *i).map_or(0, |h| h.1);
-            points.push((x, held as f64));
-            *highest = (*highest).max(held);
+        for line in lines.iter_mut() {
+            let held = s.held.iter().find(|h| h.0 as usize == line.library).map_or(0, |h| h.1);
+            line.points.push((x, held as f64));
+            line.highest = line.highest.max(held);
         }
     }
-    lines.retain(|l| l.2 > 0);
-    lines.sort_by_key(|l| std::cmp::Reverse(l.2));
+    lines.retain(|l| l.highest > 0);
+    lines.sort_by_key(|l| std::cmp::Reverse(l.highest));
     lines
 }
 
 /// The highest bytes one library held in the drawn process, for a shared scale.
 pub fn held_max(m: &Merged) -> f64 {
-    held_process(m).map_or(0.0, |p| held_lines(m, p).first().map_or(0.0, |l| l.2 as f64))
+    held_process(m).map_or(0.0, |p| held_lines(m, p).first().map_or(0.0, |l| l.highest as f64))
 }
 
 /// Bytes held per calling library over the timeline of the process with the
@@ -120,8 +126,8 @@ pub fn held_chart(m: &Merged, width: f64, x_max: f64, y_max: f64) -> String {
         esc(&p.label())
     );
     let mut lines = Vec::new();
-    for (n, (i, points, highest)) in all.into_iter().enumerate() {
-        let library = &p.timeline_libraries[i];
+    for (n, HeldLine { library, points, highest }) in all.into_iter().enumerate() {
+        let library = &p.timeline_libraries[library];
         let pool = if library.pool == Pool::Host { " (pinned host)" } else { "" };
         let colour = PALETTE[n % PALETTE.len()];
         let label = format!("{}{pool}: highest held {}", basename(&library.library), bytes(highest));
