@@ -2,6 +2,7 @@
 //!
 //! One test binary per room; each module was a test file of its own.
 
+mod below_acl;
 mod bench_smoke;
 mod calls;
 mod dlsym_answers;

@@ -116,7 +116,9 @@ extern "C" fn decide(handle: *mut c_void, name: *const c_char, out: *mut *mut c_
 /// Index of a hooked name that has an exported hook.
 fn hooked_index(name: &CStr) -> Option<usize> {
     let bytes = name.to_bytes();
-    let spec = runtime::RUNTIMES.iter().find(|spec| bytes.starts_with(spec.symbol_prefix.as_bytes()))?;
+    let spec = runtime::RUNTIMES
+        .iter()
+        .find(|spec| spec.symbol_prefixes.iter().any(|prefix| bytes.starts_with(prefix.as_bytes())))?;
     let index = spec.first_hook + spec.hooks.iter().position(|h| h.name.to_bytes() == bytes)?;
     // Looking up the runtime's allocation calls is using the runtime: what was
     // decided at load is said now, before the caller can call anything.

@@ -137,7 +137,26 @@ macro_rules! hook_body {
             // SAFETY: `$out` is the out-parameter the real function fills.
             unsafe {
                 $crate::preload::hooks::exports::alloc(
-                    api::$name, forward, $out.cast(), size, caller, &$queries, $spec.unresolved_code,
+                    api::$name, forward, $out.cast(), size, caller, false, &$queries, $spec.unresolved_code,
+                )
+            }
+        }
+    };
+    // With a memory-kind argument: the runtime's `host_memory` reads it.
+    (alloc; $spec:expr; $queries:expr; $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; ($out:ident, $size:ident, $kind:ident)) => {
+        /// The trampoline's target: the arguments plus the caller's address.
+        ///
+        /// # Safety
+        /// The runtime function's own contract.
+        pub unsafe extern "C" fn body($($arg: $ty,)* caller: usize) -> $ret {
+            // SAFETY: forwarding the caller's own arguments to the real function.
+            let forward = real().map(|real| move || unsafe { real($($arg),*) });
+            let size = $crate::preload::hooks::exports::bytes($size);
+            let host = ($spec.host_memory)(api::$name, $crate::preload::hooks::exports::bytes($kind));
+            // SAFETY: `$out` is the out-parameter the real function fills.
+            unsafe {
+                $crate::preload::hooks::exports::alloc(
+                    api::$name, forward, $out.cast(), size, caller, host, &$queries, $spec.unresolved_code,
                 )
             }
         }
@@ -229,17 +248,20 @@ unsafe fn read_out(out: *mut usize) -> usize {
     if out.is_null() { 0 } else { unsafe { out.read() } }
 }
 
-/// An allocation: its result, size and caller are recorded.
+/// An allocation: its result, size and caller are recorded (`host`: a
+/// device-class call asked for pinned host memory).
 ///
 /// # Safety
 /// `out` is NULL or the pointer-sized out-parameter `forward` fills.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // one per fact of the call, all from the hook's expansion
 pub unsafe fn alloc(
     index: usize,
     forward: Option<impl FnOnce() -> i32>,
     out: *mut usize,
     size: u64,
     caller: usize,
+    host: bool,
     queries: &'static Queries,
     unresolved_code: i32,
 ) -> i32 {
@@ -248,7 +270,7 @@ pub unsafe fn alloc(
     let rc = forward();
     if let Some(scope) = scope {
         // SAFETY: the runtime filled (or not) the caller's out-parameter.
-        scope.alloc(index, rc, unsafe { read_out(out) }, size, caller);
+        scope.alloc(index, rc, unsafe { read_out(out) }, size, caller, host);
     }
     rc
 }

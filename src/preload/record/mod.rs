@@ -253,7 +253,7 @@ fn device_slot(device: i32) -> usize {
 impl Scope {
     /// An allocation call returned `rc`; on success `key` is the pointer or
     /// handle it produced.
-    pub fn alloc(&self, index: usize, rc: i32, key: usize, size: u64, caller: usize) {
+    pub fn alloc(&self, index: usize, rc: i32, key: usize, size: u64, caller: usize, host: bool) {
         guarded(|| {
             mark_active();
             let lane = self.lane();
@@ -261,7 +261,7 @@ impl Scope {
             let site = callsites::slot(caller);
             lane.add(&stripe.api_calls[index], 1);
             lane.add(&stripe.site_calls[site], 1);
-            let pool = pool_of(index).unwrap_or(DEVICE);
+            let pool = if host { HOST } else { pool_of(index).unwrap_or(DEVICE) };
             let device = if pool == DEVICE { self.device() } else { -1 };
             let bucket = histogram::index(size);
             if rc != 0 {

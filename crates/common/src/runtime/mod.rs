@@ -79,8 +79,8 @@ pub struct RuntimeSpec {
     pub conflicts: &'static [Conflict],
     /// Every key any known version of the backend accepts, with its value rule.
     pub keys: &'static [KeySpec],
-    /// Prefix shared by every hooked name: a cheap first test in `dlsym`.
-    pub symbol_prefix: &'static str,
+    /// Prefixes of the hooked names (one per layer): a cheap first test in `dlsym`.
+    pub symbol_prefixes: &'static [&'static str],
     /// Every hooked function, in the order of the runtime's hook list.
     pub hooks: &'static [HookSpec],
     /// The global index of `hooks[0]`: runtimes' hooks are numbered one
@@ -89,7 +89,10 @@ pub struct RuntimeSpec {
     /// What a hook returns when the runtime has no such function (the
     /// runtime's own "not supported" code).
     pub unresolved_code: i32,
-    /// Sonames of the runtime library, tried in order when resolving hooks.
+    /// Whether an allocation hook with a memory-kind argument (`alloc(out,
+    /// size, kind)`) was asked for pinned host memory by that argument.
+    pub host_memory: fn(hook: usize, kind: u64) -> bool,
+    /// Sonames of the runtime libraries, tried in order when resolving hooks.
     pub runtime_libraries: &'static [&'static str],
     /// Error codes the runtime returns when it is out of memory.
     pub oom_codes: &'static [i32],

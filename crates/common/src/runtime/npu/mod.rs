@@ -69,6 +69,16 @@ macro_rules! npu_hooks {
             aclrtGetMemInfo(attr: c_int, free: *mut usize, total: *mut usize) -> c_int = Context call();
             // Asked for a thread's device when it never set one through us.
             aclrtGetDevice(device: *mut i32) -> c_int = Context query();
+            // Below the ACL API, where HCCL, ATB and GE allocate (docs/below-acl.md
+            // cites the headers). The third argument says device or host
+            // (`host_memory`). rtMalloc has three arguments in CANN headers up to
+            // early 2023 and a fourth (`moduleId`) since: the first three are
+            // the same registers in both, and the fourth is forwarded untouched.
+            rtMalloc(dev_ptr: *mut *mut c_void, size: u64, mem_type: u32, module_id: u16) -> c_int
+                = DeviceAlloc alloc(dev_ptr, size, mem_type);
+            rtFree(dev_ptr: *mut c_void) -> c_int = DeviceFree free(dev_ptr);
+            halMemAlloc(pp: *mut *mut c_void, size: u64, flag: u64) -> c_int = DeviceAlloc alloc(pp, size, flag);
+            halMemFree(pp: *mut c_void) -> c_int = DeviceFree free(pp);
         }
     };
 }
@@ -80,6 +90,25 @@ crate::npu_hooks!(crate::hook_table; first = FIRST_HOOK;);
 
 /// `aclrtMemAttr` value for device HBM, as torch_npu passes to aclrtGetMemInfo.
 pub const ACL_HBM_MEM: i32 = 1;
+
+/// `RT_MEMORY_HOST` in rtMalloc's type (its low 10 bits, `MEM_ALLOC_TYPE_BIT`).
+const RT_MEMORY_HOST: u64 = 0x81;
+/// halMemAlloc's flag: the virtual memory type in bits 10-13; MEM_HOST,
+/// MEM_HOST_AGENT and MEM_HOST_UVA are host memory.
+const MEM_VIRT_BIT: u64 = 10;
+const HOST_VIRT_TYPES: [u64; 3] = [0x2, 0x4, 0x6];
+
+/// Whether an allocation below the ACL API asked for host memory, from its
+/// type (rtMalloc) or flag (halMemAlloc) argument.
+fn host_memory(hook: usize, kind: u64) -> bool {
+    if hook == api::rtMalloc {
+        kind & 0x3FF == RT_MEMORY_HOST
+    } else if hook == api::halMemAlloc {
+        HOST_VIRT_TYPES.contains(&((kind >> MEM_VIRT_BIT) & 0xF))
+    } else {
+        false
+    }
+}
 
 pub static SPEC: RuntimeSpec = RuntimeSpec {
     name: "npu",
@@ -95,14 +124,17 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     // NPUCachingAllocator refuses expandable segments with either (2.1.0-6.0.rc1 on).
     conflicts: &[Conflict::key("max_split_size_mb", LEGACY), Conflict::key("garbage_collection_threshold", LEGACY)],
     keys: &KEYS,
-    symbol_prefix: "aclrt",
+    // ACL, the CANN runtime below it, the driver.
+    symbol_prefixes: &["aclrt", "rt", "hal"],
     hooks: &HOOKS,
     first_hook: FIRST_HOOK,
     // ACL_ERROR_RT_FEATURE_NOT_SUPPORT
     unresolved_code: 207000,
-    runtime_libraries: &["libascendcl.so"],
-    // ACL_ERROR_RT_MEMORY_ALLOCATION, ACL_ERROR_RT_DEVICE_OOM
-    oom_codes: &[207001, 207018],
+    host_memory,
+    runtime_libraries: &["libascendcl.so", "libruntime.so", "libascend_hal.so"],
+    // ACL_ERROR_RT_MEMORY_ALLOCATION, ACL_ERROR_RT_DEVICE_OOM (ACL and the
+    // runtime), DRV_ERROR_OUT_OF_MEMORY (the driver)
+    oom_codes: &[207001, 207018, 6],
     python_package: "torch_npu",
     driver_name: "Ascend driver",
     driver_version_files: &["/usr/local/Ascend/driver/version.info"],
