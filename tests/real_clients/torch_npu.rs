@@ -222,6 +222,10 @@ fn report_and_diff_show_the_oom_and_its_absence(line: &Line) {
         command.env("NPU_ALLOC_SHIM_TRACE", dir.join(format!("{tag}.json")));
         if !normalize {
             command.env("NPU_ALLOC_SHIM_NORMALIZE", "0");
+            // torch_npu's own dump on out of memory: a snapshot pickle and,
+            // from 2.10 on, device_0_memUsageInfo_<time>.csv (the runtime's
+            // memory per module), both beside the recordings.
+            command.env("OOM_SNAPSHOT_ENABLE", "1").env("OOM_SNAPSHOT_PATH", &dir);
         }
         run_workload(command, &dir, tag, &[])
     };
@@ -256,6 +260,29 @@ fn report_and_diff_show_the_oom_and_its_absence(line: &Line) {
             callers.iter().filter(|c| c["library"].as_str().unwrap().ends_with("/libtorch_npu.so")).collect();
         assert_eq!(torch.len(), 1, "{callers:?}");
         assert_eq!(torch[0]["at_peak"]["device"], recording["totals"]["peak_live_bytes"]);
+    }
+    // torch_npu 2.10 wrote its dump (2.5.1 has no such file); `report`
+    // reads it named beside the recording and ties it to the fatal failure.
+    let dumps: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("device_0_memUsageInfo_") && name.ends_with(".csv"))
+        .collect();
+    assert_eq!(dumps.len(), usize::from(line.name == "2.10"), "{dumps:?}");
+    if let Some(name) = dumps.first() {
+        let report_dir = cli(&["report".as_ref(), before.as_ref(), dir.join(name).as_ref()]);
+        assert!(report_dir.contains(&format!("{}: device 0 at ", dir.join(name).display())), "{report_dir}");
+        // What torch_npu wrote from the simulated runtime's answer: the
+        // runtime's own memory exactly, and what torch held (up to the device).
+        let runtime_row = report_dir.lines().find(|l| l.trim_start().starts_with("RUNTIME")).expect("RUNTIME row");
+        assert_eq!(runtime_row.split_whitespace().collect::<Vec<_>>(), ["RUNTIME", "192.0", "MiB", "192.0", "MiB"]);
+        assert!(report_dir.lines().any(|l| l.trim_start().starts_with("APP ")), "{report_dir}");
+        let before_pid = read_json(&before)["pid"].as_u64().unwrap();
+        assert!(
+            report_dir.contains(&format!(" pid {before_pid}: ")),
+            "the dump follows the before-run's failure: {report_dir}"
+        );
     }
     let report_before = cli(&["report".as_ref(), before.as_ref(), "--html".as_ref(), html.as_ref()]);
     assert!(report_before.contains("[out-of-memory]"), "{report_before}");

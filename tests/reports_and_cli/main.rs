@@ -8,5 +8,6 @@ mod diff;
 mod fake_runtime;
 mod findings;
 mod large;
+mod mem_usage;
 mod outputs;
 mod run;

@@ -21,6 +21,11 @@
  *     what the runtime keeps for itself there
  *   - the runtime's own memory (workspaces, as CANN keeps them): taken from
  *     a device's capacity at its first aclrtSetDevice, never handed out
+ *   - aclrtGetMemUsageInfo (memory per CANN module, which torch_npu 2.10
+ *     writes to device_<N>_memUsageInfo_<time>.csv): two modules, "APP"
+ *     (what the application holds through ACL: live and peak bytes of the
+ *     device) and "RUNTIME" (the runtime's own), largest first. The names
+ *     are the simulator's: which modules real CANN reports is not public.
  *
  * Environment, read once at load:
  *   SIM_ACL_DEVICE_BYTES  capacity of each device (default 32 GiB)
@@ -395,6 +400,36 @@ aclError aclrtGetMemInfo(int attr, size_t *freeBytes, size_t *totalBytes)
         *totalBytes = capacity;
     note(GET_MEM_INFO, ACL_SUCCESS, 0);
     pthread_mutex_unlock(&lock);
+    return ACL_SUCCESS;
+}
+
+/* CANN's acl_rt.h (hicann/runtime v8.5.0, include/external/acl/acl_rt.h). */
+typedef struct aclrtMemUsageInfo {
+    char name[32];
+    uint64_t curMemSize;
+    uint64_t memPeakSize;
+    size_t reserved[8];
+} aclrtMemUsageInfo;
+
+aclError aclrtGetMemUsageInfo(int32_t deviceId, aclrtMemUsageInfo *memUsageInfo, size_t inputNum,
+                              size_t *outputNum)
+{
+    if (deviceId < 0 || deviceId >= device_count || outputNum == NULL || (memUsageInfo == NULL && inputNum > 0))
+        return ACL_ERROR_INVALID_PARAM;
+    aclrtMemUsageInfo rows[2];
+    memset(rows, 0, sizeof rows);
+    pthread_mutex_lock(&lock);
+    strcpy(rows[0].name, "APP");
+    rows[0].curMemSize = st.per_device[deviceId].live_bytes;
+    rows[0].memPeakSize = st.per_device[deviceId].peak_live_bytes;
+    strcpy(rows[1].name, "RUNTIME");
+    rows[1].curMemSize = rows[1].memPeakSize = runtime_held[deviceId];
+    pthread_mutex_unlock(&lock);
+    int swap = rows[1].curMemSize > rows[0].curMemSize;
+    size_t n = inputNum < 2 ? inputNum : 2;
+    for (size_t i = 0; i < n; i++)
+        memUsageInfo[i] = rows[swap ? 1 - i : i];
+    *outputNum = n;
     return ACL_SUCCESS;
 }
 

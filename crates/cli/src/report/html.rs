@@ -389,6 +389,30 @@ fn failures_table(m: &Merged) -> String {
     out
 }
 
+/// torch_npu's dumps: the runtime's memory per CANN module.
+fn mem_usage_tables(m: &Merged) -> String {
+    let mut out = String::from(
+        "<p class=\"note\">device_&lt;N&gt;_memUsageInfo files torch_npu wrote (aclrtGetMemUsageInfo), each with \
+         the recorded out-of-memory failure it followed</p>",
+    );
+    for dump in m.mem_usage_dumps.iter().take(MAX_FAILURE_ROWS) {
+        let follows = dump.describe_follows();
+        let _ = write!(
+            out,
+            "<h3>{}</h3><p>device {} at {}; {}</p><table><tr><th>module</th><th>now</th><th>peak</th></tr>",
+            esc(&dump.file),
+            device(dump.device),
+            esc(&dump.written_local),
+            esc(&follows)
+        );
+        for x in &dump.modules {
+            let _ = write!(out, "<tr>{}{}{}</tr>", td(&x.name), tn(&bytes(x.current_bytes)), tn(&bytes(x.peak_bytes)));
+        }
+        out.push_str("</table>");
+    }
+    out
+}
+
 fn callers_table(m: &Merged) -> String {
     let total: u64 = m.callers.iter().map(|c| c.bytes).fold(0, u64::saturating_add);
     let mut out = String::from(
@@ -443,6 +467,9 @@ pub fn report_page(m: &Merged, inputs: &str) -> String {
     let _ = write!(body, "<h2>Devices</h2>{}", devices_chart(m, FULL, 0.0));
     let _ = write!(body, "<h2>Calling libraries</h2>{}{}", callers_chart(m, FULL, 0.0), callers_table(m));
     let _ = write!(body, "<h2>Failures</h2>{}", failures_table(m));
+    if !m.mem_usage_dumps.is_empty() {
+        let _ = write!(body, "<h2>torch_npu memory dumps</h2>{}", mem_usage_tables(m));
+    }
     let _ = write!(body, "<h2>Processes</h2>{}", processes_table(m));
     if m.skipped_count > 0 {
         let _ = write!(body, "<h2>Skipped files</h2><ul>");

@@ -61,11 +61,22 @@ impl fmt::Display for LoadError {
 pub struct Input {
     pub path: PathBuf,
     pub size: u64,
+    /// torch_npu's `device_<N>_memUsageInfo_<time>.csv`, not a recording.
+    pub mem_usage_dump: bool,
+}
+
+impl Input {
+    fn new(path: PathBuf, size: u64) -> Input {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let mem_usage_dump = super::mem_usage::dump_name(name).is_some();
+        Input { path, size, mem_usage_dump }
+    }
 }
 
 /// The files behind the arguments: a file as named (whatever its name), a
 /// directory as the `*.json` files below it (hidden ones and the library's
-/// `.tmp` files skipped), in path order, each file once.
+/// `.tmp` files skipped) and torch_npu's memory dumps, in path order, each
+/// file once.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<Input>, LoadError> {
     let mut inputs = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -74,11 +85,11 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Input>, LoadError> {
         let mut found = Vec::new();
         if meta.is_dir() {
             walk(path, 0, &mut found)?;
-            if found.is_empty() {
+            if found.iter().all(|f| f.mem_usage_dump) {
                 return Err(LoadError::new(path, Kind::NoInput, "no recordings (*.json files) in this directory"));
             }
         } else if meta.is_file() {
-            found.push(Input { path: path.clone(), size: meta.len() });
+            found.push(Input::new(path.clone(), meta.len()));
         } else {
             // A FIFO or a device could block or never end.
             return Err(LoadError::new(path, Kind::NoInput, "not a regular file or a directory"));
@@ -111,11 +122,11 @@ fn walk(dir: &Path, depth: usize, found: &mut Vec<Input>) -> Result<(), LoadErro
             if depth < MAX_DEPTH {
                 walk(&path, depth + 1, found)?;
             }
-        } else if name.ends_with(".json")
+        } else if (name.ends_with(".json") || super::mem_usage::dump_name(&name).is_some())
             && let Ok(meta) = std::fs::metadata(&path)
             && meta.is_file()
         {
-            found.push(Input { path, size: meta.len() });
+            found.push(Input::new(path, meta.len()));
         }
     }
     Ok(())

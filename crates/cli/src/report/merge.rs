@@ -4,6 +4,7 @@
 //! every table has a cap, and what falls beyond it is counted.
 
 use super::findings::{Finding, Findings, is_torch_library};
+use super::mem_usage::MemUsageDump;
 use super::summary::{OutcomeCounts, ProcessSummary, TEXT_LIMIT};
 use super::units::truncate;
 use common::format::{ApiCounters, Bucket, Counters, PoolBytes, Recording, histogram};
@@ -110,6 +111,10 @@ pub struct Merged {
     /// The most distinct large sizes in one process.
     pub most_large_sizes: usize,
     pub findings: Vec<Finding>,
+    /// torch_npu's memory dumps read beside the recordings or named.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mem_usage_dumps: Vec<MemUsageDump>,
+    pub mem_usage_dumps_omitted: u64,
 }
 
 fn add(a: &mut Counters, b: &Counters) {
@@ -366,6 +371,8 @@ impl Merger {
             largest_growth: self.largest_growth,
             most_large_sizes: self.most_large_sizes,
             findings,
+            mem_usage_dumps: Vec::new(),
+            mem_usage_dumps_omitted: 0,
         }
     }
 }

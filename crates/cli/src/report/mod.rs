@@ -7,6 +7,7 @@ mod findings;
 mod html;
 mod html_evidence;
 mod load;
+mod mem_usage;
 mod merge;
 mod progress;
 mod summary;
@@ -111,12 +112,30 @@ fn fail(error: &LoadError) -> i32 {
 
 /// Reads every recording behind `paths`, one at a time, into one merged view.
 fn load_set(paths: &[PathBuf], input: &InputArgs) -> Result<Merged, LoadError> {
-    let files = load::discover(paths)?;
+    let (dumps, files): (Vec<load::Input>, Vec<load::Input>) =
+        load::discover(paths)?.into_iter().partition(|f| f.mem_usage_dump);
     let total = files.iter().map(|f| f.size).fold(0u64, u64::saturating_add);
     let progress = Progress::new(total, files.len());
     let limit = input.max_file_size.saturating_mul(1 << 20);
     let mut merger = Merger::default();
     let mut offset = 0u64;
+    // torch_npu's dumps are side evidence: one that cannot be read is skipped
+    // with a warning, whatever --skip-invalid says.
+    let mut mem_usage = Vec::new();
+    for dump in dumps.iter().take(mem_usage::MAX_DUMPS) {
+        let name = dump.path.display().to_string();
+        match mem_usage::read(&dump.path) {
+            Ok(read) => mem_usage.push(read),
+            Err(problem) => {
+                progress.println(&format!(
+                    "npu-alloc-shim: warning: skipped {}: {}",
+                    units::terminal_safe(&name, 1000),
+                    units::terminal_safe(&problem, 1000)
+                ));
+                merger.skip(&name, &problem);
+            }
+        }
+    }
     for file in &files {
         let name = file.path.display().to_string();
         progress.file(&name, offset);
@@ -146,7 +165,11 @@ fn load_set(paths: &[PathBuf], input: &InputArgs) -> Result<Merged, LoadError> {
             kind: Kind::NoInput,
         });
     }
-    Ok(merger.finish())
+    let mut merged = merger.finish();
+    mem_usage::attach(&mut mem_usage, &merged.failures);
+    merged.mem_usage_dumps = mem_usage;
+    merged.mem_usage_dumps_omitted = dumps.len().saturating_sub(mem_usage::MAX_DUMPS) as u64;
+    Ok(merged)
 }
 
 /// Writes one output file; on failure says so and gives the exit status.

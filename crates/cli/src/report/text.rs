@@ -78,6 +78,7 @@ pub fn render(m: &Merged, top: usize) -> String {
     processes(&mut out, m);
     callers(&mut out, m, top);
     failures(&mut out, m);
+    mem_usage_dumps(&mut out, m);
     marks(&mut out, m);
     findings(&mut out, m);
     out
@@ -381,6 +382,40 @@ fn failures(out: &mut String, m: &Merged) {
     ));
     if m.failures.len() > MAX_ROWS {
         let _ = writeln!(out, "  ({} more in --json)", m.failures.len() - MAX_ROWS);
+    }
+}
+
+/// torch_npu's own dumps: the runtime's memory per CANN module, with the
+/// failure each one followed.
+fn mem_usage_dumps(out: &mut String, m: &Merged) {
+    if m.mem_usage_dumps.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\ntorch_npu memory dumps (the runtime's memory per CANN module, aclrtGetMemUsageInfo)");
+    for dump in m.mem_usage_dumps.iter().take(MAX_ROWS) {
+        let follows = dump.describe_follows();
+        let total: u64 = dump.modules.iter().map(|x| x.current_bytes).fold(0, u64::saturating_add);
+        let _ = writeln!(
+            out,
+            "  {}: device {} at {}, {} in {} modules; {}",
+            safe(&dump.file),
+            device(dump.device),
+            dump.written_local,
+            bytes(total),
+            dump.modules.len(),
+            safe(&follows)
+        );
+        let rows: Vec<Vec<String>> = dump
+            .modules
+            .iter()
+            .take(MAX_ROWS)
+            .map(|x| vec![terminal_safe(&x.name, 40), bytes(x.current_bytes), bytes(x.peak_bytes)])
+            .collect();
+        out.push_str(&table(&["module", "now", "peak"], &[false, true, true], &rows));
+    }
+    let more = m.mem_usage_dumps.len().saturating_sub(MAX_ROWS) as u64 + m.mem_usage_dumps_omitted;
+    if more > 0 {
+        let _ = writeln!(out, "  ({more} more dumps not shown)");
     }
 }
 
