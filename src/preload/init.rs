@@ -40,6 +40,7 @@ fn load() {
     if let Some(template) = &opts.trace
         && !secure
     {
+        record::used::set_enabled(opts.device_readings);
         record::lifecycle::start(template.clone(), opts.flush_ms);
     }
 }

@@ -12,6 +12,7 @@ pub const NORMALIZE: &str = switches::NORMALIZE;
 pub const LOG: &str = "NPU_ALLOC_SHIM_LOG";
 pub const TRACE: &str = "NPU_ALLOC_SHIM_TRACE";
 pub const FLUSH_MS: &str = "NPU_ALLOC_SHIM_FLUSH_MS";
+pub const DEVICE_READINGS: &str = "NPU_ALLOC_SHIM_DEVICE_READINGS";
 
 const DEFAULT_FLUSH_MS: u64 = 2000;
 
@@ -23,6 +24,8 @@ pub struct Opts {
     pub trace: Option<Vec<u8>>,
     /// Milliseconds between periodic writes; 0 = only at exit.
     pub flush_ms: u64,
+    /// Whether the timeline asks the runtime for the device's used memory.
+    pub device_readings: bool,
 }
 
 /// A switch as `parse_switch` reads it (shared with `check`); an unknown
@@ -54,6 +57,12 @@ impl Opts {
                 DEFAULT_FLUSH_MS
             }),
         };
-        Opts { disabled: flag(DISABLE).unwrap_or(false), normalize: flag(NORMALIZE).unwrap_or(true), trace, flush_ms }
+        Opts {
+            disabled: flag(DISABLE).unwrap_or(false),
+            normalize: flag(NORMALIZE).unwrap_or(true),
+            trace,
+            flush_ms,
+            device_readings: flag(DEVICE_READINGS).unwrap_or(true),
+        }
     }
 }

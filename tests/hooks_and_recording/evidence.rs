@@ -131,6 +131,19 @@ fn the_device_used_memory_beside_torchs_share_gives_non_torch_memory_exactly() {
     }
 }
 
+/// NPU_ALLOC_SHIM_DEVICE_READINGS=0: the runtime is never asked for the
+/// device's used memory (the test above shows the readings when it is on).
+#[test]
+fn device_readings_off_never_ask_the_runtime() {
+    let dir = scratch("readings-off");
+    let trace = dir.join("busy.json");
+    support::run_ok(traced("busy", &trace).env("NPU_ALLOC_SHIM_DEVICE_READINGS", "0"));
+    let rec = read_json(&trace);
+    assert_eq!(n(&rec, "/device_readings"), 0, "{}", rec["device_readings"]);
+    let samples = rec["timeline"]["samples"].as_array().unwrap();
+    assert!(samples.iter().all(|s| s.get("device_used_bytes").is_none()), "{samples:?}");
+}
+
 /// The HTML report draws the same evidence: non-torch memory over time and
 /// what each library held.
 #[test]

@@ -83,6 +83,8 @@ enum Mode {
     Without,
     TracingOff,
     TracingOn,
+    /// Tracing on with NPU_ALLOC_SHIM_DEVICE_READINGS=0.
+    TracingOnWithoutReadings,
 }
 
 fn client_command(client: &Path, mode: Mode, trace_dir: &Path) -> Command {
@@ -91,8 +93,11 @@ fn client_command(client: &Path, mode: Mode, trace_dir: &Path) -> Command {
     if mode != Mode::Without {
         command.env("LD_PRELOAD", crate::library());
     }
-    if mode == Mode::TracingOn {
+    if matches!(mode, Mode::TracingOn | Mode::TracingOnWithoutReadings) {
         command.env("NPU_ALLOC_SHIM_TRACE", trace_dir.join("b.%p.json")).env("NPU_ALLOC_SHIM_FLUSH_MS", "0");
+    }
+    if mode == Mode::TracingOnWithoutReadings {
+        command.env("NPU_ALLOC_SHIM_DEVICE_READINGS", "0");
     }
     command
 }
@@ -170,7 +175,24 @@ pub fn per_call(settings: Settings, dir: &Path) -> Vec<Row> {
             });
         }
     }
+    rows.push(device_readings_cost(&client, settings, dir));
     rows
+}
+
+/// What the device readings add (one aclrtGetMemInfo and a per-site sum per
+/// 50 ms sample, answered by an allocating thread): the same traced pairs
+/// with readings on and off, in runs long enough for many samples.
+fn device_readings_cost(client: &Path, settings: Settings, dir: &Path) -> Row {
+    let long = Settings { pairs: settings.pairs * 10, ..settings };
+    let off = pair_cost(client, Mode::TracingOnWithoutReadings, 1, false, long, dir);
+    let on = pair_cost(client, Mode::TracingOn, 1, false, long, dir);
+    Row {
+        what: format!("alloc/free pair, 1 thread, tracing on: device readings off / on ({} pairs a run)", long.pairs),
+        without: off,
+        with: on,
+        unit: "ns",
+        goal: format!("readings add at most 1%: {:+.2}%", (on / off - 1.0) * 100.0),
+    }
 }
 
 /// Median wall time of `runs` starts of `program args`.

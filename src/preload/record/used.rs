@@ -13,6 +13,8 @@ use super::{CALLSITES, DEVICE, MAX_DEVICES, held};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 
 static WANTED: AtomicBool = AtomicBool::new(false);
+/// NPU_ALLOC_SHIM_DEVICE_READINGS: off, the runtime is never asked.
+static ENABLED: AtomicBool = AtomicBool::new(true);
 
 struct Reading {
     used: AtomicU64,
@@ -31,9 +33,15 @@ static SITES: [AtomicU64; CALLSITES] = [const { AtomicU64::new(0) }; CALLSITES];
 /// Readings asked of the runtime (each is one aclrtGetMemInfo call).
 pub static ASKED: AtomicU64 = AtomicU64::new(0);
 
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Relaxed);
+}
+
 /// Asks the next device call for a reading (the writer thread).
 pub fn request() {
-    WANTED.store(true, Relaxed);
+    if ENABLED.load(Relaxed) {
+        WANTED.store(true, Relaxed);
+    }
 }
 
 #[inline(always)]
