@@ -65,6 +65,14 @@ fn allocations_below_the_acl_api_are_counted_once_with_their_library() {
     assert_eq!(n(&rec, "/totals/live_bytes"), 40 * MIB);
     assert_eq!(n(&rec, "/host/live_bytes"), n(driver, "/host_live"));
     assert_eq!(n(&rec, "/host/live_bytes"), MIB + MIB / 2);
+    // The calls too: host memory through rtMalloc/halMemAlloc is counted
+    // with the host, not the device, though the APIs are device-class.
+    let counts = |pool: &str| {
+        ["alloc_calls", "alloc_bytes", "failed_calls", "free_calls", "freed_bytes"]
+            .map(|k| n(&rec, &format!("/{pool}/{k}")))
+    };
+    assert_eq!(counts("totals"), [4, 46 * MIB, 1, 2, 6 * MIB]);
+    assert_eq!(counts("host"), [2, MIB + MIB / 2, 0, 0, 0]);
 
     // Held by the calling library: the program's 8 MiB through the ACL, the
     // stand-in for HCCL's buffers (38 MiB at the peak, 32 MiB at the end).
@@ -87,4 +95,7 @@ fn allocations_below_the_acl_api_are_counted_once_with_their_library() {
     let report = support::run_ok(std::process::Command::new(support::cli()).arg("report").arg(&trace));
     let text = String::from_utf8_lossy(&report.stdout);
     assert!(text.contains("[out-of-memory]"), "{text}");
+    // Apart from the ACL's: 3 rtMalloc and 3 halMemAlloc calls, 34.5 + 5 MiB.
+    let row = text.lines().find(|l| l.trim_start().starts_with("below the runtime API")).expect("row");
+    assert!(row.contains("6 calls, 39.5 MiB, 1 failed (halMemAlloc, rtMalloc: "), "{row}");
 }

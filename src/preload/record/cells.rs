@@ -34,7 +34,22 @@ pub struct Stripe {
     /// allocating thread, subtracted (wrapping) by the freeing one, so only
     /// the sum over stripes means something.
     pub site_live: [[AtomicU64; CALLSITES]; 2],
+    /// Pinned host memory through device-class APIs (rtMalloc, halMemAlloc
+    /// with a host type), indexed by `HostViaDevice`: moved from the device
+    /// totals, which count by API class, to the host ones.
+    pub host_via_device: [AtomicU64; HOST_VIA_DEVICE],
 }
+
+/// What `Stripe::host_via_device` counts.
+#[derive(Clone, Copy)]
+pub enum HostViaDevice {
+    Allocs,
+    AllocBytes,
+    Failures,
+    Frees,
+    FreedBytes,
+}
+pub const HOST_VIA_DEVICE: usize = 5;
 
 impl Stripe {
     const fn new() -> Stripe {
@@ -52,6 +67,7 @@ impl Stripe {
             site_failures: [const { AtomicU64::new(0) }; CALLSITES],
             site_bytes: [const { AtomicU64::new(0) }; CALLSITES],
             site_live: [const { [const { AtomicU64::new(0) }; CALLSITES] }; 2],
+            host_via_device: [const { AtomicU64::new(0) }; HOST_VIA_DEVICE],
         }
     }
 
@@ -69,6 +85,7 @@ impl Stripe {
             .chain(&self.site_failures)
             .chain(&self.site_bytes)
             .chain(self.site_live.iter().flatten())
+            .chain(&self.host_via_device)
     }
 }
 

@@ -98,8 +98,10 @@ pub fn record(failed: Failed) -> u64 {
     slot.bucket.store(failed.bucket, Relaxed);
     slot.recovered.store(false, Relaxed);
     slot.successes_before.store(failed.successes_before, Relaxed);
-    slot.held.capture(failed.pool);
-    super::peak::if_higher(failed.pool);
+    // One sum of every thread's per-site counters serves both.
+    let sites = super::held::per_site(failed.pool);
+    slot.held.capture(&sites);
+    super::peak::if_higher_summed(failed.pool, &sites);
     slot.ready.store(true, Release);
     t_ms
 }

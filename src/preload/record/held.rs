@@ -45,8 +45,8 @@ impl Holders {
     }
 
     /// Keeps the largest holders of `pool` now (the caller publishes them).
-    pub fn capture(&self, pool: usize) {
-        let top = top(&per_site(pool));
+    pub fn capture(&self, sites: &[u64; CALLSITES]) {
+        let top = top(sites);
         for (index, word) in self.0.iter().enumerate() {
             let packed = top.get(index).map_or(0, |&(site, bytes)| (site as u64) << 56 | bytes.min((1 << 56) - 1));
             word.store(packed, Relaxed);

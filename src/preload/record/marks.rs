@@ -63,8 +63,8 @@ pub fn record(name: &[u8]) {
     slot.device_live.store(pools::device_totals().0, Relaxed);
     slot.host_live.store(pools::HOST.live.load(Relaxed), Relaxed);
     slot.device_used.store(used::latest(0).unwrap_or(u64::MAX), Relaxed);
-    slot.device_held.capture(DEVICE);
-    slot.host_held.capture(HOST);
+    slot.device_held.capture(&super::held::per_site(DEVICE));
+    slot.host_held.capture(&super::held::per_site(HOST));
     slot.ready.store(true, Release);
 }
 

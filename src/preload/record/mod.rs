@@ -20,6 +20,7 @@ pub mod timeline;
 pub mod used;
 pub mod wake;
 
+use cells::HostViaDevice;
 use common::format::histogram;
 use common::runtime::{self, ApiClass};
 use std::cell::Cell;
@@ -232,13 +233,8 @@ fn release(lane: cells::Lane, meta: live::Meta) {
 /// Successful allocations of the process so far, device and host (a
 /// failure's "did anything follow?"). Sums every stripe: failures only.
 pub fn successful_allocations() -> u64 {
-    runtime::all_hooks()
-        .filter(|(_, _, hook)| matches!(hook.class, ApiClass::DeviceAlloc | ApiClass::HostAlloc))
-        .map(|(index, _, _)| {
-            let calls = cells::sum(|s| &s.api_calls[index]);
-            calls.wrapping_sub(cells::sum(|s| &s.api_failures[index]))
-        })
-        .fold(0, u64::wrapping_add)
+    let device = snapshot::pool_counters(DEVICE).alloc_calls;
+    device.wrapping_add(snapshot::pool_counters(HOST).alloc_calls)
 }
 
 /// How a recording names pool index `pool`.
@@ -264,11 +260,20 @@ impl Scope {
             let pool = if host { HOST } else { pool_of(index).unwrap_or(DEVICE) };
             let device = if pool == DEVICE { self.device() } else { -1 };
             let bucket = histogram::index(size);
+            // A device-class API asked for host memory: its counts move pools.
+            let crossed = pool == HOST && pool_of(index) == Some(DEVICE);
             if rc != 0 {
                 lane.add(&stripe.api_failures[index], 1);
                 lane.add(&stripe.site_failures[site], 1);
+                if crossed {
+                    lane.add(&stripe.host_via_device[HostViaDevice::Failures as usize], 1);
+                }
                 self.failed(index, rc, size, device, pool, bucket as u32);
                 return;
+            }
+            if crossed {
+                lane.add(&stripe.host_via_device[HostViaDevice::Allocs as usize], 1);
+                lane.add(&stripe.host_via_device[HostViaDevice::AllocBytes as usize], size);
             }
             let thread = self.thread();
             if thread.failed_bucket.get() == bucket as u32 {
@@ -357,6 +362,12 @@ impl Scope {
             match taken {
                 Some(meta) => {
                     lane.add(&stripe.api_bytes[index], meta.size);
+                    if usize::from(meta.pool) == HOST && pool_of(index) == Some(DEVICE) {
+                        // Host memory freed through a device-class API (rtFree of
+                        // an RT_MEMORY_HOST block): the free moves pools with it.
+                        lane.add(&stripe.host_via_device[HostViaDevice::Frees as usize], 1);
+                        lane.add(&stripe.host_via_device[HostViaDevice::FreedBytes as usize], meta.size);
+                    }
                     release(lane, meta);
                     if usize::from(meta.pool) == DEVICE && used::wanted() {
                         used::answer(usize::from(meta.device_slot), self.queries.mem_info);

@@ -38,26 +38,43 @@ pub fn on_new_peak(pool: usize) {
     let captured = CAPTURES[pool & 1].live.load(Relaxed);
     let live = live_of(pool);
     if live > captured + captured / 64 {
-        capture(pool, live);
+        capture(pool, live, None);
     }
 }
 
-/// Captures now if the pool holds more than was captured (failures, samples, writes).
+/// Captures now if the pool holds more than was captured (samples, writes).
 pub fn if_higher(pool: usize) {
     let live = live_of(pool);
     if live > CAPTURES[pool & 1].live.load(Relaxed) {
-        capture(pool, live);
+        capture(pool, live, None);
     }
 }
 
+/// The same for a failure, which has summed the pool's per-site bytes already.
+pub fn if_higher_summed(pool: usize, sites: &[u64; CALLSITES]) {
+    let live = live_of(pool);
+    if live > CAPTURES[pool & 1].live.load(Relaxed) {
+        capture(pool, live, Some(sites));
+    }
+}
+
+/// Keeps `sites` (summed now when None: only once this thread captures).
 #[cold]
-fn capture(pool: usize, live: u64) {
+fn capture(pool: usize, live: u64, sites: Option<&[u64; CALLSITES]>) {
     let capture = &CAPTURES[pool & 1];
     if capture.busy.compare_exchange(false, true, Acquire, Relaxed).is_err() {
         return; // another thread is capturing a moment as good
     }
-    for (cell, bytes) in capture.sites.iter().zip(held::per_site(pool)) {
-        cell.store(bytes, Relaxed);
+    let summed;
+    let sites = match sites {
+        Some(sites) => sites,
+        None => {
+            summed = held::per_site(pool);
+            &summed
+        }
+    };
+    for (cell, bytes) in capture.sites.iter().zip(sites) {
+        cell.store(*bytes, Relaxed);
     }
     capture.live.store(live, Relaxed);
     capture.busy.store(false, Release);

@@ -1,7 +1,7 @@
 //! Builds a `Recording` from the recorder's state. Runs off the hot path
 //! (flusher thread, exit, C API), so it may allocate and ask the loader.
 
-use super::cells::{self, Stripe};
+use super::cells::{self, HostViaDevice, Stripe};
 use super::origin;
 use super::timeline::{self, Timeline};
 use super::{
@@ -42,6 +42,14 @@ pub fn pool_counters(pool: usize) -> Counters {
             counters.freed_bytes += api.bytes;
         }
     }
+    // Host memory that came through device-class APIs belongs to the host.
+    let moved = |what: HostViaDevice| cells::sum(|s: &Stripe| &s.host_via_device[what as usize]);
+    let sign = |n: u64| if pool == DEVICE { n.wrapping_neg() } else { n };
+    counters.alloc_calls = counters.alloc_calls.wrapping_add(sign(moved(HostViaDevice::Allocs)));
+    counters.alloc_bytes = counters.alloc_bytes.wrapping_add(sign(moved(HostViaDevice::AllocBytes)));
+    counters.failed_calls = counters.failed_calls.wrapping_add(sign(moved(HostViaDevice::Failures)));
+    counters.free_calls = counters.free_calls.wrapping_add(sign(moved(HostViaDevice::Frees)));
+    counters.freed_bytes = counters.freed_bytes.wrapping_add(sign(moved(HostViaDevice::FreedBytes)));
     counters.untracked_frees = cells::sum(|s: &Stripe| &s.untracked_frees[pool]);
     (counters.live_bytes, counters.peak_live_bytes) = if pool == DEVICE {
         let (live, peak, _) = pools::device_totals();

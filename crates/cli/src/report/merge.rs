@@ -49,6 +49,16 @@ pub struct CallerSummary {
     pub at_peak: PoolBytes,
 }
 
+/// Allocation calls below the runtime's API, summed over processes.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LowerLayer {
+    pub calls: u64,
+    pub failures: u64,
+    pub bytes: u64,
+    /// Which of them were called.
+    pub apis: BTreeSet<String>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct FailureRecord {
     pub hostname: String,
@@ -111,6 +121,8 @@ pub struct Merged {
     /// The most distinct large sizes in one process.
     pub most_large_sizes: usize,
     pub findings: Vec<Finding>,
+    /// Allocations below the runtime's API (HCCL's, ATB's own memory).
+    pub lower_layer: LowerLayer,
     /// torch_npu's memory dumps read beside the recordings or named.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mem_usage_dumps: Vec<MemUsageDump>,
@@ -152,6 +164,7 @@ pub struct Merger {
     largest_non_torch_growth: u64,
     highest_non_torch: u64,
     processes_with_non_torch: u64,
+    lower_layer: LowerLayer,
     processes: Vec<ProcessSummary>,
     processes_omitted: u64,
     processes_mapping: u64,
@@ -186,6 +199,7 @@ impl Default for Merger {
             largest_non_torch_growth: 0,
             highest_non_torch: 0,
             processes_with_non_torch: 0,
+            lower_layer: LowerLayer::default(),
             processes: Vec::new(),
             processes_omitted: 0,
             processes_mapping: 0,
@@ -221,7 +235,15 @@ impl Merger {
         self.end = self.end.max(r.written_unix_ms);
         add(&mut self.totals, &r.totals);
         add(&mut self.host, &r.host);
+        let spec = super::runtime_of(r);
         for (name, api) in &r.by_api {
+            if spec.lower_layer_allocs.contains(&name.as_str()) {
+                let lower = &mut self.lower_layer;
+                lower.calls = lower.calls.saturating_add(api.calls);
+                lower.failures = lower.failures.saturating_add(api.failures);
+                lower.bytes = lower.bytes.saturating_add(api.bytes);
+                lower.apis.insert(name.clone());
+            }
             let key = if self.by_api.len() < MAX_APIS || self.by_api.contains_key(name) {
                 truncate(name, 64)
             } else {
@@ -365,6 +387,7 @@ impl Merger {
             largest_non_torch_growth: self.largest_non_torch_growth,
             highest_non_torch: self.highest_non_torch,
             processes_with_non_torch: self.processes_with_non_torch,
+            lower_layer: self.lower_layer,
             processes,
             processes_omitted: self.processes_omitted,
             processes_mapping: self.processes_mapping,

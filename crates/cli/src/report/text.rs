@@ -179,6 +179,21 @@ fn totals(out: &mut String, m: &Merged) {
             },
         ],
         vec![
+            "below the runtime API".into(),
+            if m.lower_layer.calls == 0 {
+                "none".into()
+            } else {
+                let apis: Vec<&str> = m.lower_layer.apis.iter().map(String::as_str).collect();
+                format!(
+                    "{} calls, {}, {} failed ({}: collective and operator libraries' own memory, in the totals above)",
+                    m.lower_layer.calls,
+                    bytes(m.lower_layer.bytes),
+                    m.lower_layer.failures,
+                    safe(&apis.join(", "))
+                )
+            },
+        ],
+        vec![
             "mapped segments".into(),
             format!("{} of {} processes (expandable segments in effect)", m.processes_mapping, m.recordings),
         ],

@@ -92,6 +92,10 @@ pub struct RuntimeSpec {
     /// Whether an allocation hook with a memory-kind argument (`alloc(out,
     /// size, kind)`) was asked for pinned host memory by that argument.
     pub host_memory: fn(hook: usize, kind: u64) -> bool,
+    /// Allocation hooks below the API the framework calls (the runtime's
+    /// own layer and the driver's), where collective and operator libraries
+    /// allocate directly: reports show them apart.
+    pub lower_layer_allocs: &'static [&'static str],
     /// Sonames of the runtime libraries, tried in order when resolving hooks.
     pub runtime_libraries: &'static [&'static str],
     /// Error codes the runtime returns when it is out of memory.

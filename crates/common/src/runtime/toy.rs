@@ -51,6 +51,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     first_hook: FIRST_HOOK,
     unresolved_code: 99,
     host_memory: |_, _| false,
+    lower_layer_allocs: &[],
     runtime_libraries: &["libtoyrt.so"],
     oom_codes: &[2],
     python_package: "torch_toy",

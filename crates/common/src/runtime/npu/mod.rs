@@ -131,6 +131,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     // ACL_ERROR_RT_FEATURE_NOT_SUPPORT
     unresolved_code: 207000,
     host_memory,
+    lower_layer_allocs: &["rtMalloc", "halMemAlloc"],
     runtime_libraries: &["libascendcl.so", "libruntime.so", "libascend_hal.so"],
     // ACL_ERROR_RT_MEMORY_ALLOCATION, ACL_ERROR_RT_DEVICE_OOM (ACL and the
     // runtime), DRV_ERROR_OUT_OF_MEMORY (the driver)
