@@ -37,11 +37,12 @@ fn load() {
         normalize(spec, opts, secure, &argv);
     }
     origin::set_argv(argv);
-    if let Some(template) = &opts.trace
-        && !secure
-    {
+    if (opts.trace.is_some() || opts.metrics.is_some()) && !secure {
+        if let Some(dir) = &opts.metrics {
+            record::metrics_file::start(dir.clone(), opts.keep_metrics, opts.ranks.clone());
+        }
         record::used::set_enabled(opts.device_readings);
-        record::lifecycle::start(template.clone(), opts.flush_ms);
+        record::lifecycle::start(opts.trace.clone(), opts.flush_ms);
     }
 }
 

@@ -15,7 +15,7 @@ use support::fixtures::{MIB, read_json};
 
 const RUNTIME_BYTES: u64 = 256 * MIB;
 
-fn client() -> PathBuf {
+pub fn client() -> PathBuf {
     support::fixtures::fake_runtime();
     let dir = support::fixture_dir().display().to_string();
     let include = format!("-I{}", support::repo().join("tests/fake_runtime").display());

@@ -10,5 +10,6 @@ mod dlsym_next;
 mod evidence;
 mod exports;
 mod lifecycle;
+mod metrics;
 mod second_runtime;
 mod smoke;

@@ -9,5 +9,6 @@
 
 pub mod allocconf;
 pub mod format;
+pub mod metrics;
 pub mod runtime;
 pub mod version;

@@ -6,7 +6,8 @@
 use super::forklock::ForkLock;
 use super::timeline::Timeline;
 use super::{
-    ACTIVE, TRACING, WRITE_ERRORS, callsites, cells, failures, live, marks, output, peak, pools, snapshot, used, wake,
+    ACTIVE, TRACING, WRITE_ERRORS, callsites, cells, failures, live, marks, metrics_file, output, peak, pools,
+    snapshot, used, wake,
 };
 use crate::preload::log;
 use common::allocconf::decide::Level;
@@ -98,14 +99,17 @@ pub fn register_lane(index: usize) {
     }
 }
 
-/// Turns recording on. Called once, from the constructor.
-pub fn start(template: Vec<u8>, flush_ms: u64) {
-    mark_start();
-    let is_dir = output::names_directory(&template);
-    if TEMPLATE.set(template).is_err() {
+/// Turns recording on, with a JSON recording (`template`), metrics
+/// (`metrics_file::start` first), or both. Called once, from the constructor.
+pub fn start(template: Option<Vec<u8>>, flush_ms: u64) {
+    if TRACING.load(Relaxed) {
         return;
     }
-    TEMPLATE_IS_DIR.store(is_dir, Relaxed);
+    mark_start();
+    if let Some(template) = template {
+        TEMPLATE_IS_DIR.store(output::names_directory(&template), Relaxed);
+        let _ = TEMPLATE.set(template);
+    }
     FLUSH_MS.store(flush_ms, Relaxed);
     // SAFETY: registering plain extern "C" functions that live as long as the
     // process (the library is linked with -z nodelete); `key` is a valid
@@ -225,8 +229,19 @@ fn only_thread_left() -> bool {
 
 /// Writes a snapshot while holding STATE. `path` overrides the template.
 fn write_locked(state: &Timeline, path: Option<&[u8]>, is_final: bool) -> bool {
-    let Some(template) = path.or(TEMPLATE.get().map(Vec::as_slice)) else { return false };
+    let template = path.or(TEMPLATE.get().map(Vec::as_slice));
+    // The metrics follow the periodic and final writes, not a C API dump.
+    let metrics = if path.is_none() { metrics_file::target() } else { None };
+    if template.is_none() && metrics.is_none() {
+        return false;
+    }
     let recording = snapshot::build(state, is_final);
+    if let Some(metrics) = metrics
+        && let Err(error) = metrics.write(&recording, is_final)
+    {
+        write_failed("metrics", metrics.dir().as_os_str().as_bytes(), &error);
+    }
+    let Some(template) = template else { return true };
     let is_dir = if path.is_some() { output::names_directory(template) } else { TEMPLATE_IS_DIR.load(Relaxed) };
     let target = output::expand(template, is_dir, recording.pid, recording.started_unix_ms, &recording.hostname);
     let result = serde_json::to_vec_pretty(&recording).map_err(std::io::Error::other).and_then(|mut bytes| {
@@ -242,13 +257,18 @@ fn write_locked(state: &Timeline, path: Option<&[u8]>, is_final: bool) -> bool {
             true
         }
         Err(error) => {
-            WRITE_ERRORS.fetch_add(1, Relaxed);
-            if !WRITE_WARNED.swap(true, Relaxed) {
-                let shown = quote(target.as_os_str().as_bytes(), MESSAGE_LIMIT);
-                log::emit(Level::Warn, &format!("cannot write the recording {shown}: {error}"));
-            }
+            write_failed("recording", target.as_os_str().as_bytes(), &error);
             false
         }
+    }
+}
+
+/// Counted always, said once per process.
+fn write_failed(what: &str, path: &[u8], error: &std::io::Error) {
+    WRITE_ERRORS.fetch_add(1, Relaxed);
+    if !WRITE_WARNED.swap(true, Relaxed) {
+        let shown = quote(path, MESSAGE_LIMIT);
+        log::emit(Level::Warn, &format!("cannot write the {what} {shown}: {error}"));
     }
 }
 

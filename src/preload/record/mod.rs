@@ -10,6 +10,7 @@ pub mod held;
 pub mod lifecycle;
 pub mod live;
 pub mod marks;
+pub mod metrics_file;
 pub mod objects;
 pub mod origin;
 pub mod output;
