@@ -152,6 +152,36 @@ fn an_installed_layout_finds_lib_next_to_bin_or_says_where_it_looked() {
     assert_eq!(stdout(&out), want.to_string_lossy());
 }
 
+/// `npu-alloc-shim lib` prints what `run` would preload, for
+/// `LD_PRELOAD=$(npu-alloc-shim lib)`.
+#[test]
+fn lib_prints_the_path_run_would_preload() {
+    let out = run(cli().arg("lib"));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(stdout(&out), format!("{}\n", canonical_library().display()));
+    // From an installed layout, and its path works as LD_PRELOAD.
+    let scratch = tempfile::tempdir().expect("scratch");
+    let cli_copy = installed_cli(scratch.path());
+    let out = run(support::clean_command(&cli_copy).arg("lib"));
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert!(stderr(&out).starts_with("npu-alloc-shim: cannot find libnpu_alloc_shim.so (looked in: "), "{out:?}");
+    let lib = scratch.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::copy(support::library(), lib.join("libnpu_alloc_shim.so")).unwrap();
+    let out = run(support::clean_command(&cli_copy).arg("lib"));
+    let path = stdout(&out).trim_end().to_owned();
+    assert_eq!(path, std::fs::canonicalize(lib.join("libnpu_alloc_shim.so")).unwrap().to_string_lossy());
+    let mut probe = support::clean_command("/bin/sh");
+    probe.args(["-c", "printf %s \"$PYTORCH_NPU_ALLOC_CONF\""]).env("LD_PRELOAD", &path);
+    assert_eq!(stdout(&run(&mut probe)), "expandable_segments:True");
+    // A path LD_PRELOAD cannot hold is refused, as by `run`.
+    let odd = scratch.path().join("with space.so");
+    std::fs::copy(support::library(), &odd).unwrap();
+    let out = run(cli().arg("lib").env("NPU_ALLOC_SHIM_LIB", &odd));
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("LD_PRELOAD cannot hold a path with a space or a colon"), "{out:?}");
+}
+
 #[test]
 fn a_missing_library_is_a_clear_error() {
     let out = run(cli().args(["run", "--lib", "/nonexistent/libx.so", "--", "true"]));

@@ -6,6 +6,7 @@
 mod check;
 mod check_report;
 mod installed;
+mod lib_path;
 mod locate;
 mod preload_env;
 pub mod report;
@@ -21,6 +22,7 @@ const AFTER_HELP: &str = "\
 Exit status:
   run     the program's own status (or its signal); 127 when the library or the
           program is not found, 126 when the program cannot be executed
+  lib     0 printed the library's path; 127 not found
   check   0 would change, 1 unchanged, 2 refused (see `check --help`)
   report, diff
           0 done; 65 a file is not a recording, 66 no input, 73 an output
@@ -45,6 +47,10 @@ enum Command {
     Report(report::ReportArgs),
     Diff(report::DiffArgs),
     Whatif(whatif::WhatifArgs),
+    /// Print the absolute path of the preload library, for
+    /// LD_PRELOAD=$(npu-alloc-shim lib) [found as `run` finds it: $NPU_ALLOC_SHIM_LIB, else next to this program,
+    /// else ../lib/]
+    Lib(lib_path::LibArgs),
 }
 
 /// Runs the CLI; returns the process exit status.
@@ -64,5 +70,6 @@ pub fn main() -> i32 {
         Command::Report(args) => report::report(args),
         Command::Diff(args) => report::diff(args),
         Command::Whatif(args) => whatif::whatif(args),
+        Command::Lib(args) => lib_path::lib(args),
     }
 }

@@ -20,6 +20,9 @@ pub struct Settings {
     pub report_bytes: u64,
     /// Run examples/before_after.sh (real torch_npu, when its venv exists).
     pub payoff: bool,
+    /// Count a device reading's instructions under callgrind (seconds of
+    /// valgrind; the benchmark only, not the suite's smoke run).
+    pub count_instructions: bool,
 }
 
 impl Settings {
@@ -32,6 +35,7 @@ impl Settings {
         live_counts: &[100_000, 1_000_000],
         report_bytes: 1 << 30,
         payoff: true,
+        count_instructions: true,
     };
     /// A few iterations, for tests/hooks_and_recording/bench_smoke.rs.
     pub const QUICK: Settings = Settings {
@@ -42,6 +46,7 @@ impl Settings {
         live_counts: &[1_000],
         report_bytes: 1 << 20,
         payoff: false,
+        count_instructions: false,
     };
 }
 
@@ -176,7 +181,62 @@ pub fn per_call(settings: Settings, dir: &Path) -> Vec<Row> {
         }
     }
     rows.push(device_readings_cost(&client, settings, dir));
+    if settings.count_instructions {
+        rows.extend(device_reading_instructions(&client, settings, dir));
+    }
     rows
+}
+
+/// Instructions a process executes (callgrind's "Collected"), and the
+/// recording it wrote: `pairs` traced pairs on one thread.
+fn counted_run(client: &Path, readings: bool, pairs: u64, dir: &Path) -> (u64, Value) {
+    let mode = if readings { Mode::TracingOn } else { Mode::TracingOnWithoutReadings };
+    let trace = dir.join(format!("counted-{readings}.json"));
+    let inner = client_command(client, mode, dir);
+    let mut command = Command::new("valgrind");
+    command.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"]).arg(client);
+    command.args(["pairs", "1", &pairs.to_string(), "0"]);
+    command.env_clear().envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    command.env("NPU_ALLOC_SHIM_TRACE", &trace);
+    let output = command.output().expect("run valgrind");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let collected = stderr
+        .lines()
+        .find_map(|l| l.split("Collected :").nth(1)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no instruction count from callgrind: {stderr}"));
+    (collected, serde_json::from_slice(&std::fs::read(&trace).expect("recording")).expect("recording json"))
+}
+
+/// What one device reading costs, counted rather than timed (a timed
+/// difference of well under 1% drowns in a shared machine's noise):
+/// callgrind's instructions with readings on minus off, per reading, turned
+/// into time at the native speed of the same loop, times the most readings a
+/// second can ask (one per 50 ms sample).
+fn device_reading_instructions(client: &Path, settings: Settings, dir: &Path) -> Option<Row> {
+    let found = Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("device reading instructions skipped: no valgrind");
+        return None;
+    }
+    let pairs = settings.pairs;
+    let (off, _) = counted_run(client, false, pairs, dir);
+    let (on, recording) = counted_run(client, true, pairs, dir);
+    let readings = recording["device_readings"].as_u64().unwrap_or(0).max(1);
+    let per_reading = on.saturating_sub(off) as f64 / readings as f64;
+    // Instructions per ns of the same loop at native speed.
+    let native_ns = pair_cost(client, Mode::TracingOnWithoutReadings, 1, false, settings, dir) * pairs as f64;
+    let reading_ns = per_reading / (off as f64 / native_ns);
+    let share = reading_ns * (1000.0 / 50.0) / 1e9;
+    Some(Row {
+        what: format!(
+            "one device reading (callgrind: {per_reading:.0} instructions, {readings} readings in {pairs} traced pairs)"
+        ),
+        without: f64::NAN,
+        with: reading_ns,
+        unit: "ns",
+        goal: format!("at most 1% of a hooked-call-heavy second: {:.4}% (20 readings/s)", share * 100.0),
+    })
 }
 
 /// What the device readings add (one aclrtGetMemInfo and a per-site sum per
