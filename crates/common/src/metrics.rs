@@ -6,7 +6,7 @@
 //! and `rank`/`local_rank` when the launcher set them); libraries are
 //! bounded to the largest few plus `other`, so a scrape stays small.
 
-use crate::format::{Outcome, Recording};
+use crate::format::{Device, Outcome, Recording};
 use crate::runtime;
 use std::fmt::Write as _;
 
@@ -91,21 +91,24 @@ pub fn render(r: &Recording, ranks: &Ranks) -> String {
         1,
     );
 
-    w.family("device_live_bytes", "gauge", "Device memory held through the hooked calls now, per device.");
-    for d in &r.devices {
-        w.sample("device_live_bytes", &[("device", &d.device.to_string())], d.live_bytes);
-    }
-    w.family("device_peak_bytes", "gauge", "The highest device memory held through the hooked calls, per device.");
-    for d in &r.devices {
-        w.sample("device_peak_bytes", &[("device", &d.device.to_string())], d.peak_live_bytes);
-    }
-    w.family("device_allocations_total", "counter", "Successful device allocations, per device.");
-    for d in &r.devices {
-        w.sample("device_allocations_total", &[("device", &d.device.to_string())], d.alloc_calls);
-    }
-    w.family("device_allocated_bytes_total", "counter", "Bytes of successful device allocations, per device.");
-    for d in &r.devices {
-        w.sample("device_allocated_bytes_total", &[("device", &d.device.to_string())], d.alloc_bytes);
+    type PerDevice = (&'static str, &'static str, &'static str, fn(&Device) -> u64);
+    const PER_DEVICE: [PerDevice; 4] = [
+        ("device_live_bytes", "gauge", "Device memory held through the hooked calls now, per device.", |d| {
+            d.live_bytes
+        }),
+        ("device_peak_bytes", "gauge", "The highest device memory held through the hooked calls, per device.", |d| {
+            d.peak_live_bytes
+        }),
+        ("device_allocations_total", "counter", "Successful device allocations, per device.", |d| d.alloc_calls),
+        ("device_allocated_bytes_total", "counter", "Bytes of successful device allocations, per device.", |d| {
+            d.alloc_bytes
+        }),
+    ];
+    for (name, kind, help, value) in PER_DEVICE {
+        w.family(name, kind, help);
+        for d in &r.devices {
+            w.sample(name, &[("device", &d.device.to_string())], value(d));
+        }
     }
     w.family("host_live_bytes", "gauge", "Pinned host memory held through the hooked calls now.");
     w.sample("host_live_bytes", &[], r.host.live_bytes);

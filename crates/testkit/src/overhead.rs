@@ -194,7 +194,9 @@ fn counted_run(client: &Path, readings: bool, pairs: u64, dir: &Path) -> (u64, V
     let trace = dir.join(format!("counted-{readings}.json"));
     let inner = client_command(client, mode, dir);
     let mut command = Command::new("valgrind");
-    command.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"]).arg(client);
+    // Fair scheduling: by default valgrind lets the looping thread starve the
+    // writer, which then asks for (almost) no reading.
+    command.args(["--tool=callgrind", "--fair-sched=yes", "--callgrind-out-file=/dev/null"]).arg(client);
     command.args(["pairs", "1", &pairs.to_string(), "0"]);
     command.env_clear().envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
     command.env("NPU_ALLOC_SHIM_TRACE", &trace);
@@ -222,7 +224,11 @@ fn device_reading_instructions(client: &Path, settings: Settings, dir: &Path) ->
     let pairs = settings.pairs;
     let (off, _) = counted_run(client, false, pairs, dir);
     let (on, recording) = counted_run(client, true, pairs, dir);
-    let readings = recording["device_readings"].as_u64().unwrap_or(0).max(1);
+    let readings = recording["device_readings"].as_u64().unwrap_or(0);
+    if readings == 0 {
+        eprintln!("device reading instructions skipped: no reading was asked under valgrind");
+        return None;
+    }
     let per_reading = on.saturating_sub(off) as f64 / readings as f64;
     // Instructions per ns of the same loop at native speed.
     let native_ns = pair_cost(client, Mode::TracingOnWithoutReadings, 1, false, settings, dir) * pairs as f64;

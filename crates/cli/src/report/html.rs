@@ -189,16 +189,8 @@ fn timeline(m: &Merged, width: f64, x_max: f64, y_max: f64) -> String {
         })
         .collect();
     let chart = LineChart {
-        title: "Live device memory per process".to_owned(),
-        width,
-        height: 340.0,
-        x_unit: Unit::Seconds,
-        y_unit: Unit::Bytes,
-        x_label: "time since the first process started".to_owned(),
-        x_max,
-        y_max,
-        lines,
         marks,
+        ..LineChart::bytes_over_time("Live device memory per process".to_owned(), width, 340.0, x_max, y_max, lines)
     };
     chart.render() + &legend
 }

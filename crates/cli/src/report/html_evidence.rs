@@ -4,7 +4,7 @@
 
 use super::merge::Merged;
 use super::summary::ProcessSummary;
-use super::svg::{Line, LineChart, PALETTE, Unit, esc};
+use super::svg::{Line, LineChart, PALETTE, esc};
 use super::units::{basename, bytes};
 use common::format::Pool;
 use std::fmt::Write as _;
@@ -61,18 +61,8 @@ pub fn non_torch_chart(m: &Merged, width: f64, x_max: f64, y_max: f64) -> Option
             write!(legend, "<span class=\"note\">{hidden} more processes with less non-torch memory not drawn</span>");
     }
     legend.push_str("</div>");
-    let chart = LineChart {
-        title: "Non-torch memory per process (device used − torch-held)".to_owned(),
-        width,
-        height: HEIGHT,
-        x_unit: Unit::Seconds,
-        y_unit: Unit::Bytes,
-        x_label: "time since the first process started".to_owned(),
-        x_max,
-        y_max,
-        lines,
-        marks: vec![],
-    };
+    let title = "Non-torch memory per process (device used − torch-held)".to_owned();
+    let chart = LineChart::bytes_over_time(title, width, HEIGHT, x_max, y_max, lines);
     Some(chart.render() + &legend)
 }
 
@@ -138,17 +128,7 @@ pub fn held_chart(m: &Merged, width: f64, x_max: f64, y_max: f64) -> String {
         let _ = write!(legend, "<span class=\"note\">{hidden} more libraries not drawn</span>");
     }
     legend.push_str("</div>");
-    let chart = LineChart {
-        title: format!("Held per calling library — {}", p.label()),
-        width,
-        height: HEIGHT,
-        x_unit: Unit::Seconds,
-        y_unit: Unit::Bytes,
-        x_label: "time since the first process started".to_owned(),
-        x_max,
-        y_max,
-        lines,
-        marks: vec![],
-    };
+    let title = format!("Held per calling library — {}", p.label());
+    let chart = LineChart::bytes_over_time(title, width, HEIGHT, x_max, y_max, lines);
     chart.render() + &legend
 }

@@ -179,6 +179,22 @@ pub struct LineChart {
 }
 
 impl LineChart {
+    /// Bytes over the seconds since the run's first process started.
+    pub fn bytes_over_time(title: String, width: f64, height: f64, x_max: f64, y_max: f64, lines: Vec<Line>) -> Self {
+        LineChart {
+            title,
+            width,
+            height,
+            x_unit: Unit::Seconds,
+            y_unit: Unit::Bytes,
+            x_label: "time since the first process started".to_owned(),
+            x_max,
+            y_max,
+            lines,
+            marks: vec![],
+        }
+    }
+
     pub fn data_max(&self) -> (f64, f64) {
         let points = self.lines.iter().flat_map(|l| l.points.iter().chain(&l.upper));
         let (mut x, mut y) = points.fold((0.0f64, 0.0f64), |(x, y), p| (x.max(p.0), y.max(p.1)));
