@@ -380,8 +380,34 @@ pub fn recording(settings: Settings, dir: &Path) -> Vec<Row> {
         unit: "ms",
         goal: "a flush does not depend on the live count".into(),
     }];
+    rows.extend(failure_writes(&client, dir));
     rows.push(report_throughput(&target, settings.report_bytes, dir));
     rows
+}
+
+/// What a failed allocation costs its caller: the first one returns only once
+/// its recording is on disk; later ones within the second only ask.
+fn failure_writes(client: &Path, dir: &Path) -> Vec<Row> {
+    let fail = |mode| json_of(client_command(client, mode, dir).args(["fail", "1000"]));
+    let (without, with) = (fail(Mode::Without), fail(Mode::TracingOn));
+    let field = |v: &Value, key: &str| v[key].as_f64().expect(key);
+    let first = field(&with, "first_ns") / 1000.0;
+    vec![
+        Row {
+            what: "a failed allocation, tracing on: the first (returns once its recording is on disk)".into(),
+            without: field(&without, "first_ns") / 1000.0,
+            with: first,
+            unit: "us",
+            goal: format!("the failure is on disk before the call returns: {first:.0} us"),
+        },
+        Row {
+            what: "failed allocations within the same second (written at most once a second)".into(),
+            without: field(&without, "later_ns"),
+            with: field(&with, "later_ns"),
+            unit: "ns",
+            goal: "later failures only ask for a write".into(),
+        },
+    ]
 }
 
 /// `npu-alloc-shim report` over copies of one recording (each its own pid)
