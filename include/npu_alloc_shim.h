@@ -35,7 +35,8 @@ struct npu_alloc_shim_totals {
 /* Library version, a static NUL-terminated string. */
 const char *npu_alloc_shim_version(void);
 
-/* 1 when this process records allocations (NPU_ALLOC_SHIM_TRACE set), else 0. */
+/* 1 when this process records allocations (NPU_ALLOC_SHIM_TRACE or
+ * NPU_ALLOC_SHIM_METRICS set), else 0. */
 int npu_alloc_shim_is_recording(void);
 
 /* Writes a recording now, atomically, to `path` (%p, %h, %t expanded), or to

@@ -11,5 +11,6 @@ mod evidence;
 mod exports;
 mod lifecycle;
 mod metrics;
+mod python_module;
 mod second_runtime;
 mod smoke;
