@@ -67,3 +67,13 @@ print("loaded" if "libnpu_alloc_shim" in open("/proc/self/maps").read() else "no
     );
     assert!(text.trim_end().ends_with("not loaded"), "{text}");
 }
+
+/// `python -m npu_alloc_shim` is the CLI (here the one on PATH).
+#[test]
+fn python_dash_m_runs_the_cli() {
+    let bin = support::cli().parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = support::run_ok(python(false).args(["-m", "npu_alloc_shim", "lib"]).env("PATH", path));
+    let want = std::fs::canonicalize(support::library()).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", want.display()));
+}
