@@ -182,6 +182,24 @@ fn lib_prints_the_path_run_would_preload() {
     assert!(stderr(&out).contains("LD_PRELOAD cannot hold a path with a space or a colon"), "{out:?}");
 }
 
+/// A pip install puts the CLI in `bin/` and the library in the package:
+/// `../lib/python3.X/site-packages/npu_alloc_shim/` (newest Python first).
+#[test]
+fn a_pip_installed_layout_finds_the_library_in_the_package() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let cli_copy = installed_cli(scratch.path());
+    let package = |python: &str| {
+        let dir = scratch.path().join("lib").join(python).join("site-packages/npu_alloc_shim");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(support::library(), dir.join("libnpu_alloc_shim.so")).unwrap();
+        std::fs::canonicalize(dir.join("libnpu_alloc_shim.so")).unwrap()
+    };
+    let (older, newer) = (package("python3.9"), package("python3.12"));
+    let out = run(support::clean_command(&cli_copy).arg("lib"));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(stdout(&out).trim_end(), newer.to_string_lossy(), "not {}", older.display());
+}
+
 #[test]
 fn a_missing_library_is_a_clear_error() {
     let out = run(cli().args(["run", "--lib", "/nonexistent/libx.so", "--", "true"]));
