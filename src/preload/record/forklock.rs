@@ -8,9 +8,46 @@
 //! fork).
 
 use std::cell::UnsafeCell;
+use std::ffi::c_void;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::time::Duration;
+
+/// ThreadSanitizer's `__tsan_acquire`/`__tsan_release`, when the process
+/// runs under it. The lock is atomics in uninstrumented code, invisible to
+/// TSan: without telling it, heap data one holder allocated and the next
+/// copied (the timeline's samples and names) looks like a data race.
+static TSAN_ACQUIRE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+static TSAN_RELEASE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Looks for ThreadSanitizer; called once from the constructor, before any
+/// other thread of ours exists and where `dlsym` is safe.
+pub fn find_thread_sanitizer() {
+    // SAFETY: dlsym with NUL-terminated names; RTLD_DEFAULT only searches.
+    let (acquire, release) = unsafe {
+        (
+            libc::dlsym(libc::RTLD_DEFAULT, c"__tsan_acquire".as_ptr()),
+            libc::dlsym(libc::RTLD_DEFAULT, c"__tsan_release".as_ptr()),
+        )
+    };
+    if !acquire.is_null() && !release.is_null() {
+        TSAN_ACQUIRE.store(acquire, Ordering::Relaxed);
+        TSAN_RELEASE.store(release, Ordering::Relaxed);
+    }
+}
+
+/// Tells TSan (when present) that the lock at `address` was taken or given.
+#[inline]
+fn annotate(slot: &AtomicPtr<c_void>, address: *const c_void) {
+    let function = slot.load(Ordering::Relaxed);
+    if !function.is_null() {
+        // SAFETY: libtsan's `void __tsan_acquire(void *addr)` and
+        // `void __tsan_release(void *addr)`, found by name; the address is
+        // only a key to TSan, never dereferenced.
+        let function: extern "C" fn(*mut c_void) = unsafe { std::mem::transmute(function) };
+        function(address.cast_mut());
+    }
+}
 
 pub struct ForkLock<T> {
     /// The next ticket to hand out.
@@ -44,9 +81,11 @@ impl<T> ForkLock<T> {
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
+        annotate(&TSAN_ACQUIRE, (self as *const Self).cast());
     }
 
     fn release(&self) {
+        annotate(&TSAN_RELEASE, (self as *const Self).cast());
         self.serving.fetch_add(1, Ordering::Release);
     }
 
