@@ -125,7 +125,9 @@ macro_rules! stand_in {
 
 /// The body behind an allocation's trampoline (other actions need none).
 macro_rules! hook_body {
-    (alloc; $spec:expr; $queries:expr; $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; ($out:ident, $size:ident)) => {
+    // `kind`, when the line names one, is a memory-kind argument the
+    // runtime's `host_memory` reads.
+    (alloc; $spec:expr; $queries:expr; $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; ($out:ident, $size:ident $(, $kind:ident)?)) => {
         /// The trampoline's target: the arguments plus the caller's address.
         ///
         /// # Safety
@@ -134,25 +136,7 @@ macro_rules! hook_body {
             // SAFETY: forwarding the caller's own arguments to the real function.
             let forward = real().map(|real| move || unsafe { real($($arg),*) });
             let size = $crate::preload::hooks::exports::bytes($size);
-            // SAFETY: `$out` is the out-parameter the real function fills.
-            unsafe {
-                $crate::preload::hooks::exports::alloc(
-                    api::$name, forward, $out.cast(), size, caller, false, &$queries, $spec.unresolved_code,
-                )
-            }
-        }
-    };
-    // With a memory-kind argument: the runtime's `host_memory` reads it.
-    (alloc; $spec:expr; $queries:expr; $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; ($out:ident, $size:ident, $kind:ident)) => {
-        /// The trampoline's target: the arguments plus the caller's address.
-        ///
-        /// # Safety
-        /// The runtime function's own contract.
-        pub unsafe extern "C" fn body($($arg: $ty,)* caller: usize) -> $ret {
-            // SAFETY: forwarding the caller's own arguments to the real function.
-            let forward = real().map(|real| move || unsafe { real($($arg),*) });
-            let size = $crate::preload::hooks::exports::bytes($size);
-            let host = ($spec.host_memory)(api::$name, $crate::preload::hooks::exports::bytes($kind));
+            let host = false $( || ($spec.host_memory)(api::$name, $crate::preload::hooks::exports::bytes($kind)) )?;
             // SAFETY: `$out` is the out-parameter the real function fills.
             unsafe {
                 $crate::preload::hooks::exports::alloc(

@@ -101,7 +101,7 @@ pub fn record(failed: Failed) -> u64 {
     // One sum of every thread's per-site counters serves both.
     let sites = super::held::per_site(failed.pool);
     slot.held.capture(&sites);
-    super::peak::if_higher_summed(failed.pool, &sites);
+    super::peak::if_higher(failed.pool, Some(&sites));
     slot.ready.store(true, Release);
     t_ms
 }

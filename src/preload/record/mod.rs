@@ -234,8 +234,14 @@ fn release(lane: cells::Lane, meta: live::Meta) {
 /// Successful allocations of the process so far, device and host (a
 /// failure's "did anything follow?"). Sums every stripe: failures only.
 pub fn successful_allocations() -> u64 {
-    let device = snapshot::pool_counters(DEVICE).alloc_calls;
-    device.wrapping_add(snapshot::pool_counters(HOST).alloc_calls)
+    // Both pools together: host calls through device-class APIs need no move.
+    runtime::all_hooks()
+        .filter(|(_, _, hook)| matches!(hook.class, ApiClass::DeviceAlloc | ApiClass::HostAlloc))
+        .map(|(index, _, _)| {
+            let calls = cells::sum(|s| &s.api_calls[index]);
+            calls.wrapping_sub(cells::sum(|s| &s.api_failures[index]))
+        })
+        .fold(0, u64::wrapping_add)
 }
 
 /// How a recording names pool index `pool`.
@@ -258,11 +264,12 @@ impl Scope {
             let site = callsites::slot(caller);
             lane.add(&stripe.api_calls[index], 1);
             lane.add(&stripe.site_calls[site], 1);
-            let pool = if host { HOST } else { pool_of(index).unwrap_or(DEVICE) };
+            let class_pool = pool_of(index).unwrap_or(DEVICE);
+            let pool = if host { HOST } else { class_pool };
             let device = if pool == DEVICE { self.device() } else { -1 };
             let bucket = histogram::index(size);
             // A device-class API asked for host memory: its counts move pools.
-            let crossed = pool == HOST && pool_of(index) == Some(DEVICE);
+            let crossed = host && class_pool == DEVICE;
             if rc != 0 {
                 lane.add(&stripe.api_failures[index], 1);
                 lane.add(&stripe.site_failures[site], 1);

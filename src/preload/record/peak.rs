@@ -42,19 +42,12 @@ pub fn on_new_peak(pool: usize) {
     }
 }
 
-/// Captures now if the pool holds more than was captured (samples, writes).
-pub fn if_higher(pool: usize) {
+/// Captures now if the pool holds more than was captured (failures, samples,
+/// writes); `sites` when the caller has summed the pool's per-site bytes.
+pub fn if_higher(pool: usize, sites: Option<&[u64; CALLSITES]>) {
     let live = live_of(pool);
     if live > CAPTURES[pool & 1].live.load(Relaxed) {
-        capture(pool, live, None);
-    }
-}
-
-/// The same for a failure, which has summed the pool's per-site bytes already.
-pub fn if_higher_summed(pool: usize, sites: &[u64; CALLSITES]) {
-    let live = live_of(pool);
-    if live > CAPTURES[pool & 1].live.load(Relaxed) {
-        capture(pool, live, Some(sites));
+        capture(pool, live, sites);
     }
 }
 

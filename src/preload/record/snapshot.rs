@@ -256,7 +256,7 @@ fn config(spec: &'static RuntimeSpec) -> format::Config {
 }
 
 pub fn build(timeline: &Timeline, is_final: bool) -> Recording {
-    peak::POOLS.into_iter().for_each(peak::if_higher);
+    peak::POOLS.into_iter().for_each(|pool| peak::if_higher(pool, None));
     let names = SiteNames::now();
     let (failures, failures_dropped) = failures(&names, is_final);
     let (marks, marks_dropped) = marks(&names);

@@ -91,7 +91,7 @@ impl Timeline {
         let host_live = pools::HOST.live.load(std::sync::atomic::Ordering::Relaxed);
         let totals = self.by_key(&held::per_site(DEVICE), &held::per_site(HOST));
         let top: Vec<(u32, u64)> = held::top(&totals).into_iter().map(|(k, b)| (k as u32, b)).collect();
-        peak::POOLS.into_iter().for_each(peak::if_higher);
+        peak::POOLS.into_iter().for_each(|pool| peak::if_higher(pool, None));
         // Readings taken since the previous sample (which asked for them).
         let used = used::latest(self.samples.last().map_or(0, |s| s.t_ms));
         let framework = used.map(|_| {
