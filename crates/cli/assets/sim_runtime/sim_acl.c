@@ -20,7 +20,7 @@
  *   - aclrtGetMemInfo: free = capacity - live bytes of the current device -
  *     what the runtime keeps for itself there
  *   - the runtime's own memory (workspaces, as CANN keeps them): taken from
- *     a device's capacity at its first aclrtSetDevice, never handed out
+ *     a device's capacity at its first use by any call, never handed out
  *   - aclrtGetMemUsageInfo (memory per CANN module, which torch_npu 2.10
  *     writes to device_<N>_memUsageInfo_<time>.csv): two modules, "APP"
  *     (what the application holds through ACL: live and peak bytes of the
@@ -96,7 +96,7 @@ static struct {
 
 static uint64_t capacity;
 static uint64_t runtime_bytes;             /* SIM_ACL_RUNTIME_BYTES */
-static uint64_t runtime_held[MAX_DEVICES]; /* taken at a device's first aclrtSetDevice */
+static uint64_t runtime_held[MAX_DEVICES]; /* taken at a device's first use (held_by_runtime) */
 static int device_count;
 static const char *soc_name;
 static const char *stats_path;
@@ -200,6 +200,16 @@ static void log_call(enum api api, aclError rc, uint64_t size, uintptr_t addr)
 }
 
 /* One device allocation (memory or physical) of `size` on the current device. */
+/* The runtime's own memory on `dev`, taken at the device's first use by any
+ * call (a thread may allocate or ask before any aclrtSetDevice of the
+ * process has run). Called with the lock held. */
+static uint64_t held_by_runtime(int dev)
+{
+    if (runtime_held[dev] == 0)
+        runtime_held[dev] = runtime_bytes;
+    return runtime_held[dev];
+}
+
 static aclError device_alloc(enum api api, void **out, uint64_t size, int kind)
 {
     pthread_mutex_lock(&lock);
@@ -208,7 +218,7 @@ static aclError device_alloc(enum api api, void **out, uint64_t size, int kind)
     uintptr_t addr = 0;
     if (out == NULL || size == 0) {
         rc = ACL_ERROR_INVALID_PARAM;
-    } else if (st.per_device[dev].live_bytes + runtime_held[dev] + size > capacity) {
+    } else if (st.per_device[dev].live_bytes + held_by_runtime(dev) + size > capacity) {
         rc = ACL_ERROR_RT_MEMORY_ALLOCATION;
     } else {
         if (kind == K_DEVICE) {
@@ -393,7 +403,7 @@ aclError aclrtGetMemInfo(int attr, size_t *freeBytes, size_t *totalBytes)
     (void)attr;
     pthread_mutex_lock(&lock);
     int dev = current_device();
-    uint64_t used = st.per_device[dev].live_bytes + runtime_held[dev];
+    uint64_t used = st.per_device[dev].live_bytes + held_by_runtime(dev);
     if (freeBytes)
         *freeBytes = used < capacity ? capacity - used : 0;
     if (totalBytes)
@@ -448,7 +458,7 @@ aclError aclrtSetDevice(int32_t deviceId)
     pthread_mutex_lock(&lock);
     if (rc == ACL_SUCCESS) {
         thread_device = process_device = deviceId;
-        runtime_held[deviceId] = runtime_bytes;
+        held_by_runtime(deviceId);
     }
     note(SET_DEVICE, rc, 0);
     pthread_mutex_unlock(&lock);
