@@ -4,8 +4,8 @@
     npu_alloc_shim.totals()          # {'alloc_calls': ..., 'live_bytes': ..., ...}
     npu_alloc_shim.mark("step 12")   # a phase mark in the recording
 
-Only a library that is already loaded is used (it was preloaded with
-LD_PRELOAD): loading it now would install its hooks halfway through a run,
+Only a library that is already loaded is used (opened with RTLD_NOLOAD: it
+was preloaded with LD_PRELOAD): loading it now would install its hooks halfway through a run,
 after allocations it never saw. Where it is not loaded, every function raises
 NotLoaded with how to preload it. The functions are the C API of
 include/npu_alloc_shim.h, through ctypes, returning plain values.
@@ -14,6 +14,7 @@ include/npu_alloc_shim.h, through ctypes, returning plain values.
 from __future__ import annotations
 
 import ctypes
+import os
 from typing import Dict, Optional
 
 __all__ = ["NotLoaded", "version", "is_recording", "totals", "mark", "dump", "reset_peaks"]
@@ -29,6 +30,7 @@ _FIELDS = (
     "peak_live_bytes",
 )
 _POOLS = {"device": 0, "host": 1}
+_SONAME = "libnpu_alloc_shim.so"
 
 
 class NotLoaded(RuntimeError):
@@ -40,19 +42,20 @@ class _Totals(ctypes.Structure):
 
 
 def _api() -> ctypes.CDLL:
-    # The global scope of the process: a preloaded library's functions are
-    # found there without loading anything.
-    scope = ctypes.CDLL(None)
-    if not hasattr(scope, "npu_alloc_shim_version"):
+    # RTLD_NOLOAD: the library already in the process (by its soname, from
+    # whatever path it was preloaded), or nothing; never a fresh load.
+    try:
+        library = ctypes.CDLL(_SONAME, mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+    except OSError:
         raise NotLoaded(
-            "libnpu_alloc_shim.so is not loaded in this process: start it with "
+            f"{_SONAME} is not loaded in this process: start it with "
             "LD_PRELOAD=$(npu-alloc-shim lib) or `npu-alloc-shim run -- <command>`"
-        )
-    scope.npu_alloc_shim_version.restype = ctypes.c_char_p
-    scope.npu_alloc_shim_get_totals.argtypes = [ctypes.c_int, ctypes.POINTER(_Totals)]
-    scope.npu_alloc_shim_mark.argtypes = [ctypes.c_char_p]
-    scope.npu_alloc_shim_dump.argtypes = [ctypes.c_char_p]
-    return scope
+        ) from None
+    library.npu_alloc_shim_version.restype = ctypes.c_char_p
+    library.npu_alloc_shim_get_totals.argtypes = [ctypes.c_int, ctypes.POINTER(_Totals)]
+    library.npu_alloc_shim_mark.argtypes = [ctypes.c_char_p]
+    library.npu_alloc_shim_dump.argtypes = [ctypes.c_char_p]
+    return library
 
 
 def version() -> str:

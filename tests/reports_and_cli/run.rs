@@ -255,6 +255,23 @@ fn trace_sets_an_absolute_destination() {
     // Without --trace nothing is set.
     let out = print_var(cli().arg("run"), "NPU_ALLOC_SHIM_TRACE");
     assert_eq!(stdout(&out), "");
+    // The directories named with a trailing '/' were made (the library
+    // writes into existing ones only); a file's directory is not.
+    assert!(dir.join("later").is_dir() && dir.join("sub").is_dir());
+}
+
+#[test]
+fn a_trace_directory_that_cannot_be_made_is_a_clear_error() {
+    let scratch = tempfile::tempdir().expect("scratch");
+    let file = scratch.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let trace = format!("{}/below/", file.display());
+    let out = run(cli().args(["run", "--trace", &trace, "--", "true"]));
+    assert_eq!(out.status.code(), Some(73), "{out:?}");
+    assert!(
+        stderr(&out).starts_with(&format!("npu-alloc-shim: --trace {trace}: cannot create the directory: ")),
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -13,6 +13,8 @@ use std::process::Command;
 
 /// Exit status when the library or the program is not found (as a shell does).
 const EXIT_NOT_FOUND: i32 = 127;
+/// EX_CANTCREAT: the `--trace` directory cannot be made.
+const EXIT_CANNOT_CREATE: i32 = 73;
 /// Exit status when the program exists but cannot be executed.
 const EXIT_NOT_EXECUTABLE: i32 = 126;
 
@@ -26,7 +28,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     lib: Option<PathBuf>,
     /// Record allocations to PATH (sets NPU_ALLOC_SHIM_TRACE); a directory, or
-    /// a PATH ending in '/', gets PATH/npu-alloc-shim.%p.json
+    /// a PATH ending in '/' (created if missing), gets PATH/npu-alloc-shim.%p.json
     #[arg(long, value_name = "PATH")]
     trace: Option<PathBuf>,
     /// The program and its arguments (after `--`)
@@ -55,6 +57,14 @@ pub fn run(args: RunArgs) -> i32 {
     let mut command = Command::new(program);
     command.args(program_args).env("LD_PRELOAD", preload);
     if let Some(trace) = &args.trace {
+        // A directory named with '/' is made here: the library writes into
+        // an existing directory only, and would warn once per process.
+        if trace.as_os_str().as_encoded_bytes().ends_with(b"/")
+            && let Err(error) = std::fs::create_dir_all(trace)
+        {
+            eprintln!("npu-alloc-shim: --trace {}: cannot create the directory: {error}", trace.display());
+            return EXIT_CANNOT_CREATE;
+        }
         command.env(TRACE_VAR, preload_env::trace_target(trace));
     }
     let error = command.exec();
