@@ -11,3 +11,4 @@ mod large;
 mod mem_usage;
 mod outputs;
 mod run;
+mod top;

@@ -11,6 +11,7 @@ mod locate;
 mod preload_env;
 pub mod report;
 mod run;
+mod top;
 mod whatif;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,7 @@ Exit status:
   report, diff
           0 done; 65 a file is not a recording, 66 no input, 73 an output
           cannot be written, 74 a read failed (see `report --help`)
+  top     0 done; 66 a path does not exist; 74 the terminal cannot be used
   whatif  0 done; 65 not a plain snapshot, 66 no input, 69 no torch_npu
           environment, 70 a replay failed, 73 --html cannot be written
   64      the command line does not parse";
@@ -47,6 +49,7 @@ enum Command {
     Report(report::ReportArgs),
     Diff(report::DiffArgs),
     Whatif(whatif::WhatifArgs),
+    Top(top::TopArgs),
     /// Print the absolute path of the preload library, for
     /// LD_PRELOAD=$(npu-alloc-shim lib) [found as `run` finds it: $NPU_ALLOC_SHIM_LIB, else next to this program,
     /// else ../lib/]
@@ -70,6 +73,7 @@ pub fn main() -> i32 {
         Command::Report(args) => report::report(args),
         Command::Diff(args) => report::diff(args),
         Command::Whatif(args) => whatif::whatif(args),
+        Command::Top(args) => top::top(args),
         Command::Lib(args) => lib_path::lib(args),
     }
 }

@@ -21,6 +21,11 @@ impl Progress {
         Progress(Some(bar))
     }
 
+    /// No bar at all (`top` reads the same files every few seconds).
+    pub fn silent() -> Progress {
+        Progress(None)
+    }
+
     /// A new file starts `offset` bytes into the inputs (a file skipped
     /// half-read must not leave the bar behind).
     pub fn file(&self, name: &str, offset: u64) {
