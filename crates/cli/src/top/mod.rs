@@ -8,7 +8,7 @@ mod rows;
 mod screen;
 mod watch;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use rows::SortKey;
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
@@ -19,31 +19,6 @@ use watch::{Snapshot, Watch};
 const EXIT_NO_INPUT: i32 = 66;
 const EXIT_IO: i32 = 74;
 const EXIT_USAGE: i32 = 64;
-
-#[derive(Clone, Copy, ValueEnum)]
-enum SortArg {
-    Live,
-    Peak,
-    Growth,
-    Failures,
-    NonTorch,
-    Pid,
-    Host,
-}
-
-impl From<SortArg> for SortKey {
-    fn from(arg: SortArg) -> SortKey {
-        match arg {
-            SortArg::Live => SortKey::Live,
-            SortArg::Peak => SortKey::Peak,
-            SortArg::Growth => SortKey::Growth,
-            SortArg::Failures => SortKey::Failures,
-            SortArg::NonTorch => SortKey::NonTorch,
-            SortArg::Pid => SortKey::Pid,
-            SortArg::Host => SortKey::Host,
-        }
-    }
-}
 
 /// Watch running processes from their periodic recordings: per host,
 /// process and device, live and peak bytes, growth over the last minute,
@@ -65,7 +40,7 @@ pub struct TopArgs {
     interval: f64,
     /// The order of the rows (numbers largest first)
     #[arg(long, value_enum, default_value = "live")]
-    sort: SortArg,
+    sort: SortKey,
     /// Reverse the order
     #[arg(long)]
     reverse: bool,
@@ -87,7 +62,7 @@ pub fn top(args: TopArgs) -> i32 {
             return EXIT_NO_INPUT;
         }
     };
-    let view = screen::View { key: args.sort.into(), reverse: args.reverse };
+    let view = screen::View { key: args.sort, reverse: args.reverse };
     let interval = Duration::from_secs_f64(args.interval);
     if args.once || !std::io::stdout().is_terminal() {
         let mut snapshot = watch.refresh(now_unix_ms());

@@ -60,7 +60,8 @@ pub struct Row {
 }
 
 /// What the rows are ordered by; numbers largest first, names in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Also `--sort`'s values (live, peak, ..., non-torch, pid, host).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SortKey {
     Live,
     Peak,
