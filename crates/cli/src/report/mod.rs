@@ -12,7 +12,7 @@ mod merge;
 pub(crate) mod progress;
 mod summary;
 pub(crate) mod svg;
-mod text;
+pub(crate) mod text;
 mod trace_event;
 pub mod units;
 

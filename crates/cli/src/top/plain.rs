@@ -1,5 +1,5 @@
 //! `top` off a terminal (or with `--once`): the same rows as one plain
-//! table, columns aligned with spaces, no control sequences.
+//! table (the report's table layout), no control sequences.
 
 use super::rows::{self, COLUMNS, Row};
 use super::watch::Snapshot;
@@ -21,35 +21,6 @@ pub fn render(snapshot: &Snapshot, title: &str) -> String {
 }
 
 fn table(rows: &[Row]) -> String {
-    let cells: Vec<[String; 11]> = rows.iter().map(rows::cells).collect();
-    let mut widths = COLUMNS.map(|c| c.chars().count());
-    for row in &cells {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let header = COLUMNS.map(str::to_owned);
-    for line in std::iter::once(&header).chain(&cells) {
-        let mut text = String::new();
-        for (i, cell) in line.iter().enumerate() {
-            let last = i + 1 == line.len();
-            let pad = widths[i].saturating_sub(cell.chars().count());
-            if NUMERIC[i] {
-                text.push_str(&" ".repeat(pad));
-                text.push_str(cell);
-            } else {
-                text.push_str(cell);
-                if !last {
-                    text.push_str(&" ".repeat(pad));
-                }
-            }
-            if !last {
-                text.push_str("  ");
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    }
-    out
+    let cells: Vec<Vec<String>> = rows.iter().map(|row| rows::cells(row).to_vec()).collect();
+    crate::report::text::table(&COLUMNS, &NUMERIC, &cells)
 }
