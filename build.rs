@@ -23,4 +23,21 @@ fn main() {
     // `dlsym` hands out) must mean its own functions, even when the program
     // defines a function of the same name (a mock runtime, say).
     println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic");
+    static_unwinder();
+}
+
+/// Links the unwinder into the library (libgcc_eh.a, hidden) instead of
+/// needing `libgcc_s.so.1`: loading a second shared object is most of what
+/// a Rust cdylib costs every process at start (README, Benchmarks). Rust's
+/// std asks for `-lgcc_s`; a linker script of that name found first on the
+/// library path makes it `-lgcc_eh`. `-L` applies to every `-l` of the link
+/// wherever it stands (GNU ld and lld alike), and this argument reaches only
+/// the cdylib's link, not the tests' executables. zig (the release builds)
+/// brings its own static libunwind and never reads the script.
+fn static_unwinder() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("static-unwinder");
+    std::fs::create_dir_all(&out).expect("create OUT_DIR/static-unwinder");
+    std::fs::write(out.join("libgcc_s.so"), "/* build.rs: the unwinder, linked statically */\nINPUT(-lgcc_eh)\n")
+        .expect("write the linker script");
+    println!("cargo:rustc-cdylib-link-arg=-L{}", out.display());
 }

@@ -3,29 +3,51 @@
 //! (this runs before `main`, and from `dlopen` in processes that are already
 //! busy); files under /proc are read with `std::fs`, which takes no lock.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 
 /// The bytes of an environment variable, without going through std's
 /// environment lock (the constructor runs before anyone else could hold it,
 /// and a late `dlopen` must not wait on it).
 pub fn getenv(name: &str) -> Option<Vec<u8>> {
-    let name = CString::new(name).ok()?;
-    // SAFETY: `name` is a valid C string; getenv returns NULL or a pointer to a
-    // NUL-terminated string in the environment block, copied before returning.
-    unsafe {
-        let value = libc::getenv(name.as_ptr());
-        (!value.is_null()).then(|| CStr::from_ptr(value).to_bytes().to_vec())
-    }
+    with_c_string(name.as_bytes(), |name| {
+        // SAFETY: `name` is a valid C string; getenv returns NULL or a pointer
+        // to a NUL-terminated string in the environment block, copied here.
+        unsafe {
+            let value = libc::getenv(name);
+            (!value.is_null()).then(|| CStr::from_ptr(value).to_bytes().to_vec())
+        }
+    })
+    .flatten()
 }
 
 /// Sets an environment variable. Callers make sure no other thread runs.
 pub fn setenv(name: &str, value: &[u8]) -> Result<(), String> {
-    let name_c = CString::new(name).map_err(|_| format!("{name}: name holds a NUL byte"))?;
-    let value_c = CString::new(value).map_err(|_| format!("{name}: value holds a NUL byte"))?;
-    // SAFETY: both are valid C strings; setenv copies them. The caller has
-    // checked that this process runs a single thread, so no concurrent getenv.
-    let rc = unsafe { libc::setenv(name_c.as_ptr(), value_c.as_ptr(), 1) };
+    let mut value_c = Vec::with_capacity(value.len() + 1);
+    value_c.extend_from_slice(value);
+    value_c.push(0);
+    if value.contains(&0) {
+        return Err(format!("{name}: value holds a NUL byte"));
+    }
+    let rc = with_c_string(name.as_bytes(), |name_c| {
+        // SAFETY: both are valid C strings; setenv copies them. The caller has
+        // checked that this process runs a single thread, so no concurrent getenv.
+        unsafe { libc::setenv(name_c, value_c.as_ptr().cast(), 1) }
+    })
+    .ok_or_else(|| format!("{name}: not a variable name this library sets"))?;
     if rc == 0 { Ok(()) } else { Err(format!("setenv({name}) failed: {}", std::io::Error::last_os_error())) }
+}
+
+/// Calls `body` with `text` as a NUL-terminated string on the stack: the
+/// names are the library's own short constants, and a heap copy (CString)
+/// would bring more of the library's code into every process at start.
+/// `None` for text too long or holding a NUL byte.
+fn with_c_string<T>(text: &[u8], body: impl FnOnce(*const std::ffi::c_char) -> T) -> Option<T> {
+    let mut buffer = [0u8; 128];
+    if text.len() >= buffer.len() || text.contains(&0) {
+        return None;
+    }
+    buffer[..text.len()].copy_from_slice(text);
+    Some(body(buffer.as_ptr().cast()))
 }
 
 /// True when the kernel marked this process for secure execution
@@ -35,22 +57,39 @@ pub fn is_secure() -> bool {
     unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
-/// The command line, from `/proc/self/cmdline`.
+/// The command line. std keeps the `argv` glibc hands every constructor
+/// (also those of a library loaded later by `dlopen`), so this reads no file:
+/// a `/proc` read is several system calls, paid by every process at start.
 pub fn argv() -> Vec<Vec<u8>> {
-    match std::fs::read("/proc/self/cmdline") {
-        Ok(bytes) => bytes.split(|&b| b == 0).filter(|a| !a.is_empty()).map(<[u8]>::to_vec).collect(),
-        Err(_) => Vec::new(),
-    }
+    std::env::args_os().map(|arg| arg.into_encoded_bytes()).filter(|a| !a.is_empty()).collect()
 }
 
-/// Number of threads in this process, `None` when it cannot be told. Under
+/// Number of threads in this process, `None` when it cannot be told.
+///
+/// glibc 2.32 and later keep `__libc_single_threaded`, true until the
+/// process first creates a thread: when it says so, that is the answer at no
+/// cost (every process start pays for this). Otherwise (older glibc, or a
+/// process that has had threads) `/proc/self/task` is counted. Under
 /// qemu-user (an aarch64 program run on x86_64 through binfmt_misc, as the
 /// aarch64 CI does) the emulator's own RCU thread is not counted: it is
 /// there from the start and never touches the program's environment.
 pub fn thread_count() -> Option<usize> {
+    if never_threaded() {
+        return Some(1);
+    }
     let entries = std::fs::read_dir("/proc/self/task").ok()?;
     let count = entries.filter(Result::is_ok).count();
     Some(if under_qemu_user() { count.saturating_sub(1).max(1) } else { count })
+}
+
+/// glibc's `__libc_single_threaded` (GLIBC_2.32), false where it is absent.
+fn never_threaded() -> bool {
+    // SAFETY: dlvsym with valid C strings only looks the symbol up; the
+    // symbol, where defined, is a `char` in libc that lives for the process.
+    unsafe {
+        let flag = libc::dlvsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr(), c"GLIBC_2.32".as_ptr());
+        !flag.is_null() && std::ptr::read_volatile(flag.cast::<libc::c_char>()) != 0
+    }
 }
 
 /// qemu-user answers `/proc/self/exe` with the emulated program, but the

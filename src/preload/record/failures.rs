@@ -10,6 +10,7 @@
 //! when the recording is written.
 
 use super::held::Holders;
+use super::unknown::MaxUntilStored;
 use super::{DEVICE, pools};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 
@@ -24,8 +25,8 @@ pub struct Slot {
     pub pool: AtomicUsize,
     pub live_bytes: AtomicU64,
     /// u64::MAX when aclrtGetMemInfo was not available.
-    pub device_free: AtomicU64,
-    pub device_total: AtomicU64,
+    pub device_free: MaxUntilStored,
+    pub device_total: MaxUntilStored,
     pub t_ms: AtomicU64,
     /// The failing thread (kernel thread id) and the size class it asked in.
     pub thread: AtomicI32,
@@ -48,8 +49,8 @@ impl Slot {
             device: AtomicI32::new(0),
             pool: AtomicUsize::new(0),
             live_bytes: AtomicU64::new(0),
-            device_free: AtomicU64::new(u64::MAX),
-            device_total: AtomicU64::new(u64::MAX),
+            device_free: MaxUntilStored::new(),
+            device_total: MaxUntilStored::new(),
             t_ms: AtomicU64::new(0),
             thread: AtomicI32::new(0),
             bucket: AtomicU32::new(0),
@@ -91,8 +92,8 @@ pub fn record(failed: Failed) -> u64 {
     let live = if failed.pool == DEVICE { pools::device_totals().0 } else { pools::HOST.live.load(Relaxed) };
     slot.live_bytes.store(live, Relaxed);
     let (free, total) = failed.mem_info.unwrap_or((u64::MAX, u64::MAX));
-    slot.device_free.store(free, Relaxed);
-    slot.device_total.store(total, Relaxed);
+    slot.device_free.store(free);
+    slot.device_total.store(total);
     slot.t_ms.store(t_ms, Relaxed);
     slot.thread.store(failed.thread, Relaxed);
     slot.bucket.store(failed.bucket, Relaxed);

@@ -1,12 +1,29 @@
 //! Live allocations: pointer -> (size, call site, device slot, pool), needed because a
-//! free carries no size. Sharded by pointer hash; each shard is a linear-
-//! probing table behind its own spin lock (held for a few instructions, never
-//! across a call), grown with `mmap` so the host's allocator is never entered.
+//! free carries no size. Each shard is a linear-probing table behind its own
+//! lock (`shard_lock`, held for a few instructions, never across a call),
+//! grown with `mmap` so the host's allocator is never entered.
+//!
+//! Shards are grouped by where the memory lives: one group per device (modulo
+//! `DEVICE_GROUPS`) and one for pinned host memory, and the pointer's hash
+//! picks a shard within its group. Threads that allocate on devices of their
+//! own (one rank per device, the usual layout) then never touch one another's
+//! shards: a table shared by pointer hash alone made every other operation a
+//! cache line taken from the other core. A device's addresses are its own, so
+//! an address the runtime hands out again (its free went past us) is found in
+//! the same group; a free looks in the freeing thread's group first and then
+//! in the others.
 
+use super::shard_lock::ShardLock;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-const SHARDS: usize = 64;
+/// Groups for device memory; device slot `d` lives in group `d % DEVICE_GROUPS`.
+const DEVICE_GROUPS: usize = 8;
+/// The group of pinned host memory, after the device groups.
+const HOST_GROUP: usize = DEVICE_GROUPS;
+const GROUPS: usize = DEVICE_GROUPS + 1;
+/// Shards per group, for threads that share a device.
+const GROUP_SHARDS: usize = 8;
+const SHARDS: usize = GROUPS * GROUP_SHARDS;
 const FIRST_CAPACITY: usize = 256;
 
 /// What is stored per pointer, packed in 8 bytes (16 with the key: with the
@@ -61,19 +78,16 @@ struct Table {
 
 #[repr(align(128))]
 struct Shard {
-    locked: AtomicBool,
+    lock: ShardLock,
     table: UnsafeCell<Table>,
 }
 
-// SAFETY: `table` is only touched while `locked` is held (or in a fork child,
+// SAFETY: `table` is only touched while `lock` is held (or in a fork child,
 // where no other thread exists).
 unsafe impl Sync for Shard {}
 
 static SHARD_TABLES: [Shard; SHARDS] = [const {
-    Shard {
-        locked: AtomicBool::new(false),
-        table: UnsafeCell::new(Table { slots: std::ptr::null_mut(), capacity: 0, len: 0 }),
-    }
+    Shard { lock: ShardLock::new(), table: UnsafeCell::new(Table { slots: std::ptr::null_mut(), capacity: 0, len: 0 }) }
 }; SHARDS];
 
 fn mix(mut x: u64) -> u64 {
@@ -88,18 +102,7 @@ struct Locked<'a>(&'a Shard);
 
 impl Locked<'_> {
     fn acquire(shard: &Shard) -> Locked<'_> {
-        let mut spins = 0u32;
-        while shard.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            while shard.locked.load(Ordering::Relaxed) {
-                spins += 1;
-                if spins > 64 {
-                    // SAFETY: sched_yield has no preconditions.
-                    unsafe { libc::sched_yield() };
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
-        }
+        shard.lock.lock();
         Locked(shard)
     }
 
@@ -111,12 +114,32 @@ impl Locked<'_> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        self.0.locked.store(false, Ordering::Release);
+        self.0.lock.unlock();
     }
 }
 
-fn shard_of(hash: u64) -> &'static Shard {
-    &SHARD_TABLES[(hash >> 58) as usize % SHARDS]
+/// Where a pointer is looked for first: its memory's group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Home {
+    Device(usize),
+    Host,
+}
+
+impl Home {
+    pub fn of(meta: Meta) -> Home {
+        if usize::from(meta.pool) == super::HOST { Home::Host } else { Home::Device(usize::from(meta.device_slot)) }
+    }
+
+    fn group(self) -> usize {
+        match self {
+            Home::Device(slot) => slot % DEVICE_GROUPS,
+            Home::Host => HOST_GROUP,
+        }
+    }
+}
+
+fn shard_of(group: usize, hash: u64) -> &'static Shard {
+    &SHARD_TABLES[group * GROUP_SHARDS + (hash >> 61) as usize % GROUP_SHARDS]
 }
 
 impl Table {
@@ -219,7 +242,7 @@ pub enum Inserted {
 
 pub fn insert(key: u64, meta: Meta) -> Inserted {
     let hash = mix(key);
-    let mut shard = Locked::acquire(shard_of(hash));
+    let mut shard = Locked::acquire(shard_of(Home::of(meta).group(), hash));
     let table = shard.table();
     if (table.len + 1) * 4 > table.capacity * 3 && !table.grow() {
         return Inserted::Full;
@@ -238,9 +261,16 @@ pub fn insert(key: u64, meta: Meta) -> Inserted {
     }
 }
 
-pub fn remove(key: u64) -> Option<Meta> {
+/// Forgets `key`, looking in `first`'s group before the others.
+pub fn remove(key: u64, first: Home) -> Option<Meta> {
     let hash = mix(key);
-    let mut shard = Locked::acquire(shard_of(hash));
+    let first = first.group();
+    let others = (0..GROUPS).filter(|&group| group != first);
+    std::iter::once(first).chain(others).find_map(|group| remove_from(shard_of(group, hash), key, hash))
+}
+
+fn remove_from(shard: &Shard, key: u64, hash: u64) -> Option<Meta> {
+    let mut shard = Locked::acquire(shard);
     let table = shard.table();
     if table.capacity == 0 {
         return None;
@@ -265,7 +295,7 @@ pub fn reset_in_child() {
         let table = unsafe { &mut *shard.table.get() };
         unmap_slots(table.slots, table.capacity);
         *table = Table { slots: std::ptr::null_mut(), capacity: 0, len: 0 };
-        shard.locked.store(false, Ordering::Release);
+        shard.lock.reset();
     }
 }
 
@@ -283,13 +313,17 @@ mod tests {
             // Few distinct keys so removes hit; key 0 is never used.
             let key = (state % 5_000 + 1) << 9;
             if state & 3 == 0 {
-                assert_eq!(remove(key), model.remove(&key), "remove {key}");
+                // Half the removes guess the wrong group first.
+                let hint = if state & 4 == 0 { Home::Host } else { Home::Device((state >> 8) as u8 as usize) };
+                assert_eq!(remove(key, hint), model.remove(&key), "remove {key}");
             } else {
+                // A key's memory lives in one place (a device's addresses
+                // are its own), so its device and pool follow from the key.
                 let meta = Meta::new(
                     state >> 20,
                     (state >> 4) as u8 as usize,
-                    (state >> 8) as u8 as usize,
-                    (state >> 16) as usize & 1,
+                    (key >> 9) as u8 as usize,
+                    (key >> 10) as usize & 1,
                 );
                 let previous = model.insert(key, meta);
                 match insert(key, meta) {
@@ -301,8 +335,26 @@ mod tests {
         }
         assert_eq!(len(), model.len());
         for (key, meta) in model {
-            assert_eq!(remove(key), Some(meta));
+            assert_eq!(remove(key, Home::Device(0)), Some(meta));
         }
         assert_eq!(len(), 0);
+    }
+
+    #[test]
+    fn a_free_finds_its_pointer_from_any_thread_and_a_reused_address_replaces() {
+        let on_device_3 = Meta::new(4096, 1, 3, super::super::DEVICE);
+        let key = 0x7f00_0000_1000;
+        assert!(matches!(insert(key, on_device_3), Inserted::New));
+        // Freed by a thread whose device is another one: found all the same.
+        assert_eq!(remove(key, Home::Device(5)), Some(on_device_3));
+        assert_eq!(remove(key, Home::Device(3)), None);
+        // The runtime hands the address out again without a free we saw.
+        assert!(matches!(insert(key, on_device_3), Inserted::New));
+        let again = Meta::new(8192, 2, 3, super::super::DEVICE);
+        assert!(matches!(insert(key, again), Inserted::Replaced(old) if old == on_device_3));
+        let pinned = Meta::new(512, 2, 0, super::super::HOST);
+        assert!(matches!(insert(key + 4096, pinned), Inserted::New));
+        assert_eq!(remove(key + 4096, Home::Device(3)), Some(pinned));
+        assert_eq!(remove(key, Home::Host), Some(again));
     }
 }

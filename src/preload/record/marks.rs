@@ -3,6 +3,7 @@
 //! Fixed slots like `failures`; later marks are only counted.
 
 use super::held::Holders;
+use super::unknown::MaxUntilStored;
 use super::{DEVICE, HOST, pools, used};
 use common::format::MARKS_KEPT;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
@@ -18,7 +19,7 @@ pub struct Slot {
     pub device_live: AtomicU64,
     pub host_live: AtomicU64,
     /// u64::MAX: no reading of the device's used memory yet.
-    pub device_used: AtomicU64,
+    pub device_used: MaxUntilStored,
     pub device_held: Holders,
     pub host_held: Holders,
 }
@@ -32,7 +33,7 @@ impl Slot {
             t_ms: AtomicU64::new(0),
             device_live: AtomicU64::new(0),
             host_live: AtomicU64::new(0),
-            device_used: AtomicU64::new(u64::MAX),
+            device_used: MaxUntilStored::new(),
             device_held: Holders::new(),
             host_held: Holders::new(),
         }
@@ -62,7 +63,7 @@ pub fn record(name: &[u8]) {
     slot.t_ms.store(super::lifecycle::elapsed_ms(), Relaxed);
     slot.device_live.store(pools::device_totals().0, Relaxed);
     slot.host_live.store(pools::HOST.live.load(Relaxed), Relaxed);
-    slot.device_used.store(used::latest(0).unwrap_or(u64::MAX), Relaxed);
+    slot.device_used.store(used::latest(0).unwrap_or(u64::MAX));
     slot.device_held.capture(&super::held::per_site(DEVICE));
     slot.host_held.capture(&super::held::per_site(HOST));
     slot.ready.store(true, Release);

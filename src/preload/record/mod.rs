@@ -16,8 +16,10 @@ pub mod origin;
 pub mod output;
 pub mod peak;
 pub mod pools;
+pub mod shard_lock;
 pub mod snapshot;
 pub mod timeline;
+pub mod unknown;
 pub mod used;
 pub mod wake;
 
@@ -340,12 +342,20 @@ impl Scope {
     }
 
     /// Before a free: forget `key`, returning what was recorded for it.
-    pub fn take(&self, _index: usize, key: usize) -> Option<live::Meta> {
+    /// It is looked for first where this call's memory most likely lives:
+    /// pinned host memory for a host-class free, else this thread's device.
+    pub fn take(&self, index: usize, key: usize) -> Option<live::Meta> {
         if key == 0 {
             return None;
         }
         let mut taken = None;
-        guarded(|| taken = live::remove(key as u64));
+        guarded(|| {
+            let first = match pool_of(index) {
+                Some(HOST) => live::Home::Host,
+                _ => live::Home::Device(device_slot(self.device())),
+            };
+            taken = live::remove(key as u64, first);
+        });
         taken
     }
 

@@ -181,8 +181,8 @@ fn failures(names: &SiteNames, is_final: bool) -> (Vec<Failure>, u64) {
                 code: slot.code.load(Relaxed),
                 device: slot.device.load(Relaxed),
                 live_bytes: slot.live_bytes.load(Relaxed),
-                device_free: known(slot.device_free.load(Relaxed)),
-                device_total: known(slot.device_total.load(Relaxed)),
+                device_free: known(slot.device_free.load()),
+                device_total: known(slot.device_total.load()),
                 t_ms: slot.t_ms.load(Relaxed),
                 outcome: Some(outcome(slot, successes_now, is_final)),
                 held: held_by_library(names, &slot.held.read(), super::pool_kind(slot.pool.load(Relaxed))),
@@ -201,7 +201,7 @@ fn marks(names: &SiteNames) -> (Vec<Mark>, u64) {
         .map(|slot| {
             let mut held = held_by_library(names, &slot.device_held.read(), Pool::Device);
             held.extend(held_by_library(names, &slot.host_held.read(), Pool::Host));
-            let used = slot.device_used.load(Relaxed);
+            let used = slot.device_used.load();
             Mark {
                 name: String::from_utf8_lossy(&slot.name()).into_owned(),
                 t_ms: slot.t_ms.load(Relaxed),
