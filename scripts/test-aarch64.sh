@@ -63,20 +63,10 @@ log() { printf 'test-aarch64: %s\n' "$*"; }
 # ---- packages ----
 PACKAGES=(rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
     qemu-user-static libc6:arm64 zlib1g:arm64 libexpat1:arm64 libffi8:arm64 binutils util-linux)
+# shellcheck source=scripts/lib/debian.sh
+source scripts/lib/debian.sh
 install_packages() {
-    local missing=() fresh=0
-    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-        dpkg --add-architecture arm64
-        fresh=1
-    fi
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-    done
-    if ((${#missing[@]} || fresh)); then
-        log "installing ${missing[*]:-(arm64 indexes)}"
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
-    fi
+    install_debian_packages "${PACKAGES[@]}"
 }
 
 # ---- aarch64 programs for the real-process tests ----

@@ -3,6 +3,9 @@
 # binary passes. Sourced, not run; the caller sets RELEASE_TOOL (its name,
 # for messages) and `cd`s to the checkout first.
 
+# shellcheck source=scripts/lib/debian.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
+
 GLIBC_MAX=2.17
 # Pinned build tools from PyPI, installed together into one cached venv.
 RELEASE_PIP_TOOLS=(ziglang==0.17.1 cargo-zigbuild==0.24.1 maturin==1.16.0 auditwheel==6.8.2)
@@ -24,20 +27,7 @@ die() {
 # targets, zig, cargo-zigbuild, maturin and auditwheel on PATH, CARGO/RUSTC set.
 install_tools() {
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        local packages=(rustc-web cargo-web libstd-rust-web-dev:arm64 binutils python3-venv)
-        local missing=() fresh=0
-        if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-            dpkg --add-architecture arm64
-            fresh=1
-        fi
-        for p in "${packages[@]}"; do
-            dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-        done
-        if ((${#missing[@]} || fresh)); then
-            log "installing ${missing[*]:-(arm64 indexes)}"
-            apt-get update -qq
-            apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
-        fi
+        install_debian_packages rustc-web cargo-web libstd-rust-web-dev:arm64 binutils python3-venv
         : "${CARGO:=/usr/bin/cargo}" "${RUSTC:=/usr/bin/rustc}"
         export CARGO RUSTC
     fi
