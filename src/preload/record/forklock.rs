@@ -20,16 +20,9 @@ use std::time::Duration;
 static TSAN_ACQUIRE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 static TSAN_RELEASE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Looks for ThreadSanitizer, once, before the first lock is taken: not in
-/// the constructor, where every process would pay for two failing `dlsym`
-/// lookups at start. Threads that take a lock meanwhile wait for the answer,
-/// so no acquire goes unannotated.
-fn thread_sanitizer_checked() {
-    static CHECKED: std::sync::Once = std::sync::Once::new();
-    CHECKED.call_once(find_thread_sanitizer);
-}
-
-fn find_thread_sanitizer() {
+/// Looks for ThreadSanitizer; called once from the constructor, before any
+/// other thread of ours exists and where `dlsym` is safe.
+pub fn find_thread_sanitizer() {
     // SAFETY: dlsym with NUL-terminated names; RTLD_DEFAULT only searches.
     let (acquire, release) = unsafe {
         (
@@ -78,7 +71,6 @@ impl<T> ForkLock<T> {
     }
 
     fn acquire(&self) {
-        thread_sanitizer_checked();
         let ticket = self.next.fetch_add(1, Ordering::Relaxed);
         let mut spins = 0u32;
         while self.serving.load(Ordering::Acquire) != ticket {

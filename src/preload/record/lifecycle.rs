@@ -105,6 +105,7 @@ pub fn start(template: Option<Vec<u8>>, flush_ms: u64) {
     if TRACING.load(Relaxed) {
         return;
     }
+    super::forklock::find_thread_sanitizer();
     mark_start();
     if let Some(template) = template {
         TEMPLATE_IS_DIR.store(output::names_directory(&template), Relaxed);
