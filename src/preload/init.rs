@@ -58,6 +58,7 @@ fn normalize(spec: &'static RuntimeSpec, opts: &Opts, secure: bool, argv: &[Vec<
         marker: process::getenv(spec.marker_var),
         specific: process::getenv(spec.conf_var),
         generic: process::getenv(spec.generic_conf_var),
+        runtime_environment: spec.environment_markers.iter().any(|name| process::getenv(name).is_some()),
     };
     let decision = decide::decide(spec, &facts);
     let applied = apply(spec, &decision);

@@ -36,9 +36,18 @@ fn kept(value: &'static [u8], log: Log) -> Case {
 }
 
 fn check(cases: &[Case]) {
+    check_in(cases, &[]);
+}
+
+/// An Ascend deployment's environment, as CANN's set_env.sh leaves it.
+const ASCEND_ENVIRONMENT: &[(&str, &str)] = &[("ASCEND_OPP_PATH", "/usr/local/Ascend/ascend-toolkit/latest/opp")];
+
+/// `check` with these variables set too.
+fn check_in(cases: &[Case], environment: &[(&str, &str)]) {
     for case in cases {
         for probe in Probe::ALL {
             let mut command = probe.command(true, &[]);
+            command.envs(environment.iter().copied());
             if let Some(value) = case.specific {
                 probes::env_bytes(&mut command, SPECIFIC, value);
             }
@@ -203,21 +212,34 @@ fn generic(value: &'static [u8], want: &'static [u8], log: Log) -> Case {
 
 #[test]
 fn rule_9_the_generic_variable_alone_is_normalized_and_the_npu_one_never_created() {
-    check(&[
-        generic(
-            b"page_size:1g",
-            b"page_size:1g,expandable_segments:True",
-            Log::Info(&["PYTORCH_ALLOC_CONF=\"page_size:1g,expandable_segments:True\""]),
-        ),
-        generic(b"", PAIR.as_bytes(), Log::Info(&["PYTORCH_ALLOC_CONF=expandable_segments:True (was \"\")"])),
-        generic(b"expandable_segments:False", b"expandable_segments:False", Log::Silent),
-        generic(
-            b"max_split_size_mb:256",
-            b"max_split_size_mb:256",
-            Log::Warn(&["PYTORCH_ALLOC_CONF=\"max_split_size_mb:256\" sets max_split_size_mb"]),
-        ),
-        generic(b"bogus:1", b"bogus:1", Log::Warn(&["Unrecognized CachingAllocator option: bogus"])),
-    ]);
+    check_in(
+        &[
+            generic(
+                b"page_size:1g",
+                b"page_size:1g,expandable_segments:True",
+                Log::Info(&["PYTORCH_ALLOC_CONF=\"page_size:1g,expandable_segments:True\""]),
+            ),
+            generic(b"", PAIR.as_bytes(), Log::Info(&["PYTORCH_ALLOC_CONF=expandable_segments:True (was \"\")"])),
+            generic(b"expandable_segments:False", b"expandable_segments:False", Log::Silent),
+            generic(
+                b"max_split_size_mb:256",
+                b"max_split_size_mb:256",
+                Log::Warn(&["PYTORCH_ALLOC_CONF=\"max_split_size_mb:256\" sets max_split_size_mb"]),
+            ),
+            generic(b"bogus:1", b"bogus:1", Log::Warn(&["Unrecognized CachingAllocator option: bogus"])),
+        ],
+        ASCEND_ENVIRONMENT,
+    );
+}
+
+/// PyTorch's CUDA allocator reads `PYTORCH_ALLOC_CONF` too: a process that
+/// shows no Ascend deployment (none of CANN's variables) keeps it as given,
+/// whatever its value, and gets no NPU variable either.
+#[test]
+fn rule_9_the_generic_variable_is_left_alone_outside_an_ascend_deployment() {
+    const OUTSIDE: &str = "PYTORCH_ALLOC_CONF alone is left alone outside a torch_npu deployment";
+    let kept = |value: &'static [u8]| generic(value, value, Log::Info(&[OUTSIDE]));
+    check(&[kept(b"roundup_power2_divisions:4"), kept(b""), kept(b"page_size:1g"), kept(b"max_split_size_mb:256")]);
 }
 
 #[test]

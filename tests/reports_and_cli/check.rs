@@ -81,10 +81,13 @@ type EnvCase = (&'static [(&'static str, &'static str)], i32, &'static str);
 
 #[test]
 fn without_a_value_the_environment_is_read_as_the_library_reads_it() {
-    let cases: [EnvCase; 9] = [
+    const OPP: (&str, &str) = ("ASCEND_OPP_PATH", "/usr/local/Ascend/ascend-toolkit/latest/opp");
+    let cases: [EnvCase; 10] = [
         (&[], 0, "unset"),
         (&[("PYTORCH_NPU_ALLOC_CONF", "page_size:1g")], 0, "append"),
-        (&[("PYTORCH_ALLOC_CONF", "page_size:1g")], 0, "append"),
+        (&[("PYTORCH_ALLOC_CONF", "page_size:1g"), OPP], 0, "append"),
+        // Outside an Ascend deployment the generic variable may be a CUDA process's.
+        (&[("PYTORCH_ALLOC_CONF", "page_size:1g")], 1, "generic-outside-runtime"),
         (&[("PYTORCH_NPU_ALLOC_CONF", ""), ("PYTORCH_ALLOC_CONF", "")], 2, "both-set"),
         (&[("NPU_ALLOC_SHIM_DISABLE", "yes")], 1, "disabled"),
         (&[("NPU_ALLOC_SHIM_NORMALIZE", "off")], 1, "normalize-off"),
@@ -101,7 +104,7 @@ fn without_a_value_the_environment_is_read_as_the_library_reads_it() {
     }
     // The generic variable alone is the one reported and changed.
     let mut command = check();
-    command.env("PYTORCH_ALLOC_CONF", "page_size:1g");
+    command.env("PYTORCH_ALLOC_CONF", "page_size:1g").env(OPP.0, OPP.1);
     let (report, _) = json(&mut command);
     assert_eq!(report["variable"]["name"], "PYTORCH_ALLOC_CONF");
     assert_eq!(report["result"]["name"], "PYTORCH_ALLOC_CONF");
@@ -270,7 +273,10 @@ fn the_generic_variable_is_flagged_where_torch_npu_ignores_it() {
     let scratch = tempfile::tempdir().unwrap();
     let site = fake_site(scratch.path(), "2.10.0.post4", true);
     let mut command = check();
-    command.env("PYTHONPATH", &site).env("PYTORCH_ALLOC_CONF", "page_size:1g");
+    command
+        .env("PYTHONPATH", &site)
+        .env("PYTORCH_ALLOC_CONF", "page_size:1g")
+        .env("ASCEND_HOME_PATH", "/usr/local/Ascend");
     let (report, code) = json(&mut command);
     assert_eq!(code, 0);
     assert_eq!(

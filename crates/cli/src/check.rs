@@ -106,6 +106,7 @@ fn environment_facts(spec: &RuntimeSpec, argv: Vec<Vec<u8>>, notes: &mut Vec<Str
         marker: env(spec.marker_var),
         specific: env(spec.conf_var),
         generic: env(spec.generic_conf_var),
+        runtime_environment: spec.environment_markers.iter().any(|name| env(name).is_some()),
     }
 }
 

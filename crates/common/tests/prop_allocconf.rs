@@ -372,7 +372,10 @@ fn normalization_agrees_with_the_model() {
         }
         // The generic variable alone follows the same rules, under its own name.
         if let Some(value) = &value {
-            let generic = decide::decide(&SPEC, &Facts { generic: Some(value.clone()), ..Facts::default() });
+            let generic = decide::decide(
+                &SPEC,
+                &Facts { generic: Some(value.clone()), runtime_environment: true, ..Facts::default() },
+            );
             prop_assert_eq!(set_value(&generic).map(show), want.as_deref().map(show), "generic {}", show(value));
             if let Action::Set { var, .. } = generic.action {
                 prop_assert_eq!(var, SPEC.generic_conf_var);
@@ -480,7 +483,18 @@ fn no_panic_on_any_bytes() {
         let _ = allocconf::quote::quote(&value, 7);
         let _ = common::version::Version::parse(&String::from_utf8_lossy(&value));
         let _ = common::runtime::npu::versions::driver_version(&String::from_utf8_lossy(&value));
-        let all = Facts { disabled, normalize_off, secure, argv, marker, specific: Some(value), generic };
+        // Varied with another flag of the case: both sides of rule 9 get fuzzed.
+        let runtime_environment = secure;
+        let all = Facts {
+            disabled,
+            normalize_off,
+            secure,
+            argv,
+            marker,
+            specific: Some(value),
+            generic,
+            runtime_environment,
+        };
         let decision = decide::decide(&SPEC, &all);
         let _ = (decision.verdict(), decision.marker().map(|m| m.render()));
         Ok(())
@@ -546,7 +560,9 @@ fn decision_messages_are_one_short_escaped_line() {
         prop::collection::vec(any::<u8>(), 0..400).prop_map(Bytes),
     ];
     check("messages are one printable line of bounded length", values, |Bytes(value)| {
-        for f in [facts(Some(value.clone())), Facts { generic: Some(value.clone()), ..Facts::default() }] {
+        let generic =
+            |runtime_environment| Facts { generic: Some(value.clone()), runtime_environment, ..Facts::default() };
+        for f in [facts(Some(value.clone())), generic(true), generic(false)] {
             let message = decide::decide(&SPEC, &f).message;
             prop_assert!(
                 message.bytes().all(|b| (0x20..0x7f).contains(&b)),

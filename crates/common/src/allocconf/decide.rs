@@ -26,6 +26,10 @@ pub struct Facts {
     pub specific: Option<Vec<u8>>,
     /// The generic variable (`PYTORCH_ALLOC_CONF`).
     pub generic: Option<Vec<u8>>,
+    /// One of the runtime's `environment_markers` is set: the process is
+    /// one of this runtime's deployment (needed before the generic variable,
+    /// which other backends read too, is changed).
+    pub runtime_environment: bool,
 }
 
 /// Which rule decided (numbered as in README's normalization table).
@@ -44,6 +48,7 @@ pub enum Rule {
     Invalid,
     Append,
     BothSet,
+    GenericOutsideRuntime,
 }
 
 impl Rule {
@@ -63,6 +68,7 @@ impl Rule {
             Rule::Invalid => "invalid",
             Rule::Append => "append",
             Rule::BothSet => "both-set",
+            Rule::GenericOutsideRuntime => "generic-outside-runtime",
         }
     }
 }
@@ -183,6 +189,16 @@ fn decide_variables(spec: &RuntimeSpec, facts: &Facts) -> Decision {
             Decision::new(Rule::BothSet, Keep, Level::Warn, message)
         }
         (Some(value), None) => decide_value(spec, spec.conf_var, Some(value)),
+        (None, Some(_)) if !facts.runtime_environment => {
+            let message = format!(
+                "{} alone is left alone outside a {} deployment (none of {} is set): PyTorch's other backends \
+                 (CUDA) read it too",
+                spec.generic_conf_var,
+                spec.framework,
+                spec.environment_markers.join(", ")
+            );
+            Decision::new(Rule::GenericOutsideRuntime, Keep, Level::Info, message)
+        }
         (None, Some(value)) => decide_value(spec, spec.generic_conf_var, Some(value)),
         (None, None) => decide_value(spec, spec.conf_var, None),
     }
@@ -400,11 +416,15 @@ mod tests {
 
     #[test]
     fn the_generic_variable_is_used_when_alone_and_never_both() {
-        let generic = Facts { generic: Some(b"page_size:1g".to_vec()), ..Facts::default() };
+        let generic = Facts { generic: Some(b"page_size:1g".to_vec()), runtime_environment: true, ..Facts::default() };
         assert_eq!(
             set_value(&decide(&SPEC, &generic)),
             Some(("PYTORCH_ALLOC_CONF", "page_size:1g,expandable_segments:True".into()))
         );
+        // Outside an Ascend deployment (a CUDA process) it is not ours to change.
+        let elsewhere = decide(&SPEC, &Facts { runtime_environment: false, ..generic.clone() });
+        assert_eq!((elsewhere.rule, elsewhere.action), (Rule::GenericOutsideRuntime, Action::Keep));
+        assert!(elsewhere.message.contains("ASCEND_OPP_PATH"), "{}", elsewhere.message);
         let both = Facts { generic: Some(b"".to_vec()), specific: Some(b"".to_vec()), ..Facts::default() };
         let d = decide(&SPEC, &both);
         assert_eq!((d.rule, d.action), (Rule::BothSet, Action::Keep));

@@ -68,6 +68,11 @@ pub struct RuntimeSpec {
     /// The library's variable that tells child processes what this one
     /// decided (`allocconf::marker`).
     pub marker_var: &'static str,
+    /// Variables the runtime's own setup exports into every process of a
+    /// deployment before `main` (CANN's `set_env.sh`): where none is set, the
+    /// process is not known to be one of this runtime, and the generic
+    /// variable, which other backends read too, is left alone (rule 9).
+    pub environment_markers: &'static [&'static str],
     /// Command-line flags of programs whose allocator pools device memory
     /// itself (sleep mode, memory savers), which keep their configuration.
     pub memory_pool_flags: &'static [&'static str],

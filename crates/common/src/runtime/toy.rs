@@ -41,6 +41,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     generic_conf_var: "TOY_GENERIC_ALLOC_CONF",
     // Not an NPU_ALLOC_SHIM_ name: the toy is no product variable (README table).
     marker_var: "TOY_ALLOC_SHIM_DECISION",
+    environment_markers: &["TOY_RUNTIME_HOME"],
     memory_pool_flags: &["--toy-pool"],
     enable_key: "expandable_segments",
     enable_value: "True",

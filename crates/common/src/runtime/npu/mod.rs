@@ -118,6 +118,9 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     generic_conf_var: "PYTORCH_ALLOC_CONF",
     marker_var: "NPU_ALLOC_SHIM_DECISION",
     // vLLM (vllm-ascend) sleep mode and SGLang's memory saver.
+    // CANN's set_env.sh (toolkit and nnae) exports these; torch_npu finds its
+    // operator packages through ASCEND_OPP_PATH. CUDA hosts have none.
+    environment_markers: &["ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME", "ASCEND_OPP_PATH", "ASCEND_AICPU_PATH"],
     memory_pool_flags: &["--enable-sleep-mode", "--vllm.enable-sleep", "--vllm-enable-sleep", "--enable-memory-saver"],
     enable_key: "expandable_segments",
     enable_value: "True",
