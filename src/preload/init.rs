@@ -7,9 +7,6 @@ use super::record::origin::{self, ConfigRecord};
 use super::{hooks, log, record};
 use common::allocconf::decide::{self, Action, Decision, Facts, Level, Rule};
 use common::runtime::{RUNTIMES, RuntimeSpec};
-use std::sync::OnceLock;
-
-static OPTS: OnceLock<Opts> = OnceLock::new();
 
 #[cfg(not(test))]
 #[ctor::ctor(unsafe)]
@@ -22,7 +19,7 @@ fn on_load() {
 
 #[cfg_attr(test, allow(dead_code))]
 fn load() {
-    let opts = OPTS.get_or_init(Opts::from_env);
+    let opts = &Opts::from_env();
     let secure = process::is_secure();
     if opts.disabled || secure {
         // Inert: the dlsym interposer only forwards, hooks only forward.

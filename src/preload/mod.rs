@@ -7,3 +7,4 @@ pub mod log;
 pub mod opts;
 pub mod process;
 pub mod record;
+pub mod set_once;

@@ -25,7 +25,7 @@ pub fn setenv(name: &str, value: &[u8]) -> Result<(), String> {
     let mut value_c = Vec::with_capacity(value.len() + 1);
     value_c.extend_from_slice(value);
     value_c.push(0);
-    if value.contains(&0) {
+    if !value.iter().all(|&b| b != 0) {
         return Err(format!("{name}: value holds a NUL byte"));
     }
     let rc = with_c_string(name.as_bytes(), |name_c| {
@@ -43,7 +43,7 @@ pub fn setenv(name: &str, value: &[u8]) -> Result<(), String> {
 /// `None` for text too long or holding a NUL byte.
 fn with_c_string<T>(text: &[u8], body: impl FnOnce(*const std::ffi::c_char) -> T) -> Option<T> {
     let mut buffer = [0u8; 128];
-    if text.len() >= buffer.len() || text.contains(&0) {
+    if text.len() >= buffer.len() || !text.iter().all(|&b| b != 0) {
         return None;
     }
     buffer[..text.len()].copy_from_slice(text);

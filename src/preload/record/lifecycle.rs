@@ -10,15 +10,15 @@ use super::{
     snapshot, used, wake,
 };
 use crate::preload::log;
+use crate::preload::set_once::SetOnce;
 use common::allocconf::decide::Level;
 use common::allocconf::quote::{MESSAGE_LIMIT, quote};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// The timeline, also the lock that serialises writers (flusher, exit, C API).
 static STATE: ForkLock<Timeline> = ForkLock::new(Timeline::new());
-static TEMPLATE: OnceLock<Vec<u8>> = OnceLock::new();
+static TEMPLATE: SetOnce<Vec<u8>> = SetOnce::new();
 /// Whether the template names a directory, decided once at start: a link
 /// planted at the path later must not turn it into one.
 static TEMPLATE_IS_DIR: AtomicBool = AtomicBool::new(false);
@@ -83,7 +83,7 @@ fn mark_start() {
 }
 
 /// The key whose destructor gives a thread's stripe back when it exits.
-static LANE_KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
+static LANE_KEY: SetOnce<libc::pthread_key_t> = SetOnce::new();
 
 extern "C" fn lane_destructor(value: *mut libc::c_void) {
     // The value is the stripe index + 1 (non-NULL, as destructors require).
@@ -109,7 +109,7 @@ pub fn start(template: Option<Vec<u8>>, flush_ms: u64) {
     mark_start();
     if let Some(template) = template {
         TEMPLATE_IS_DIR.store(output::names_directory(&template), Relaxed);
-        let _ = TEMPLATE.set(template);
+        TEMPLATE.set(template);
     }
     FLUSH_MS.store(flush_ms, Relaxed);
     // SAFETY: registering plain extern "C" functions that live as long as the
@@ -118,7 +118,7 @@ pub fn start(template: Option<Vec<u8>>, flush_ms: u64) {
     unsafe {
         let mut key: libc::pthread_key_t = 0;
         if libc::pthread_key_create(&mut key, Some(lane_destructor)) == 0 {
-            let _ = LANE_KEY.set(key);
+            LANE_KEY.set(key);
         }
         libc::atexit(at_exit);
         libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child));

@@ -6,11 +6,11 @@
 //! `NPU_ALLOC_SHIM_METRICS_KEEP=1`, which writes the final values instead.
 
 use super::output;
+use crate::preload::set_once::SetOnce;
 use common::format::Recording;
 use common::metrics::{self, Ranks};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 pub struct Target {
     dir: PathBuf,
@@ -18,12 +18,12 @@ pub struct Target {
     ranks: Ranks,
 }
 
-static TARGET: OnceLock<Target> = OnceLock::new();
+static TARGET: SetOnce<Target> = SetOnce::new();
 
 /// Turns the metrics on (the constructor); `ranks` from the launcher's variables.
 pub fn start(dir: Vec<u8>, keep: bool, ranks: Ranks) {
     let dir = PathBuf::from(std::ffi::OsStr::from_bytes(&dir));
-    let _ = TARGET.set(Target { dir, keep, ranks });
+    TARGET.set(Target { dir, keep, ranks });
 }
 
 pub fn target() -> Option<&'static Target> {

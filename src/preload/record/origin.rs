@@ -2,8 +2,8 @@
 //! line and, per runtime, the allocator variable before and after. Set once
 //! at load by `init`, read by `snapshot`.
 
+use crate::preload::set_once::SetOnce;
 use common::runtime::{self, RUNTIMES, RuntimeSpec};
-use std::sync::OnceLock;
 
 /// One runtime's normalization: its variable, before and after, and the rule.
 #[derive(Clone, Debug)]
@@ -15,11 +15,11 @@ pub struct ConfigRecord {
     pub applied: bool,
 }
 
-static ARGV: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-static CONFIGS: [OnceLock<ConfigRecord>; RUNTIMES.len()] = [const { OnceLock::new() }; RUNTIMES.len()];
+static ARGV: SetOnce<Vec<Vec<u8>>> = SetOnce::new();
+static CONFIGS: [SetOnce<ConfigRecord>; RUNTIMES.len()] = [const { SetOnce::new() }; RUNTIMES.len()];
 
 pub fn set_argv(argv: Vec<Vec<u8>>) {
-    let _ = ARGV.set(argv);
+    ARGV.set(argv);
 }
 
 /// The command line read at load (empty when disabled or unreadable).
@@ -33,7 +33,7 @@ fn position(spec: &RuntimeSpec) -> Option<usize> {
 
 pub fn set_config(spec: &'static RuntimeSpec, config: ConfigRecord) {
     if let Some(at) = position(spec) {
-        let _ = CONFIGS[at].set(config);
+        CONFIGS[at].set(config);
     }
 }
 
