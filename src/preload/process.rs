@@ -22,12 +22,12 @@ pub fn getenv(name: &str) -> Option<Vec<u8>> {
 
 /// Sets an environment variable. Callers make sure no other thread runs.
 pub fn setenv(name: &str, value: &[u8]) -> Result<(), String> {
+    if holds_nul(value) {
+        return Err(format!("{name}: value holds a NUL byte"));
+    }
     let mut value_c = Vec::with_capacity(value.len() + 1);
     value_c.extend_from_slice(value);
     value_c.push(0);
-    if !value.iter().all(|&b| b != 0) {
-        return Err(format!("{name}: value holds a NUL byte"));
-    }
     let rc = with_c_string(name.as_bytes(), |name_c| {
         // SAFETY: both are valid C strings; setenv copies them. The caller has
         // checked that this process runs a single thread, so no concurrent getenv.
@@ -43,11 +43,17 @@ pub fn setenv(name: &str, value: &[u8]) -> Result<(), String> {
 /// `None` for text too long or holding a NUL byte.
 fn with_c_string<T>(text: &[u8], body: impl FnOnce(*const std::ffi::c_char) -> T) -> Option<T> {
     let mut buffer = [0u8; 128];
-    if text.len() >= buffer.len() || !text.iter().all(|&b| b != 0) {
+    if text.len() >= buffer.len() || holds_nul(text) {
         return None;
     }
     buffer[..text.len()].copy_from_slice(text);
     Some(body(buffer.as_ptr().cast()))
+}
+
+/// A plain loop rather than `contains(&0)`, whose memchr is more of the
+/// library's code on every process's start-up path.
+fn holds_nul(bytes: &[u8]) -> bool {
+    !bytes.iter().all(|&b| b != 0)
 }
 
 /// True when the kernel marked this process for secure execution

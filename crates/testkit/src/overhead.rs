@@ -321,23 +321,19 @@ struct StartCase<'a> {
     name: String,
     program: PathBuf,
     args: &'a [&'a str],
-    /// The run without the library (a runner such as qemu, its variables).
-    base_env: Vec<(&'a str, std::ffi::OsString)>,
     library: PathBuf,
     goal: f64,
 }
 
 fn start_row(case: &StartCase, tracing: Option<&Path>, runs: usize) -> Row {
-    let base: Vec<(&str, &std::ffi::OsStr)> = case.base_env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
-    let mut with = base.clone();
-    with.push(("LD_PRELOAD", case.library.as_os_str()));
+    let mut with = vec![("LD_PRELOAD", case.library.as_os_str())];
     let template = tracing.map(|dir| dir.join("start.%p.json"));
     if let Some(template) = &template {
         with.push(("NPU_ALLOC_SHIM_TRACE", template.as_os_str()));
     }
     let (mut withouts, mut withs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
-        let a = start_once(&case.program, case.args, &base);
+        let a = start_once(&case.program, case.args, &[]);
         let b = start_once(&case.program, case.args, &with);
         withouts.push(a);
         withs.push(b);
@@ -375,7 +371,6 @@ pub fn process_start(settings: Settings, dir: &Path) -> Vec<Row> {
         name: name.to_owned(),
         program: PathBuf::from(program),
         args,
-        base_env: Vec::new(),
         library: crate::library(),
         goal,
     };
@@ -414,18 +409,15 @@ fn process_start_aarch64(settings: Settings, dir: &Path) -> Vec<Row> {
         eprintln!("aarch64 start-up skipped: aarch64-linux-gnu-gcc did not build a program");
         return Vec::new();
     }
+    // qemu-aarch64-static runs the program named as its argument.
+    let args = [program.to_str().expect("utf-8 temp path")];
     let case = StartCase {
         name: "aarch64 true under qemu-user".to_owned(),
         program: qemu.to_path_buf(),
-        args: &[],
-        base_env: Vec::new(),
+        args: &args,
         library,
         goal: 1.10,
     };
-    // qemu-aarch64-static runs the program named as its argument.
-    let program_arg = program.to_str().expect("utf-8 temp path").to_owned();
-    let args = [program_arg.as_str()];
-    let case = StartCase { args: &args, ..case };
     let traced = dir.join("start-recordings-aarch64");
     std::fs::create_dir_all(&traced).unwrap();
     vec![start_row(&case, None, settings.start_runs), start_row(&case, Some(&traced), settings.start_runs)]
