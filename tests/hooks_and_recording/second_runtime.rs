@@ -27,7 +27,17 @@ fn client() -> PathBuf {
 }
 
 fn run(trace: &Path, toy_conf: Option<&str>, npu_conf: Option<&str>) -> (Vec<String>, String) {
+    run_with(trace, toy_conf, npu_conf, &[])
+}
+
+fn run_with(
+    trace: &Path,
+    toy_conf: Option<&str>,
+    npu_conf: Option<&str>,
+    env: &[(&str, &str)],
+) -> (Vec<String>, String) {
     let mut command = support::clean_command(client());
+    command.envs(env.iter().copied());
     command
         .env("LD_PRELOAD", support::library_with_toy_runtime())
         .env("LD_LIBRARY_PATH", support::fixture_dir())
@@ -87,4 +97,22 @@ fn both_runtimes_are_recorded_in_one_process() {
     let out = Command::new(support::cli()).arg("report").arg(&trace).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("toyMalloc"));
+}
+
+/// A panic in recording code unwinds and is caught inside the library (its
+/// unwinder is linked in statically, no libgcc_s): the program goes on, the
+/// failed call returns the runtime's own code, and the recording counts it.
+#[test]
+fn a_panic_in_the_recorder_is_caught_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.json");
+    let (lines, _) = run_with(&trace, None, None, &[("TOY_RECORDER_PANICS", "1")]);
+    assert_eq!(lines.last().map(String::as_str), Some("{\"rc\":0,\"oom\":2}"));
+    let rec = common::read_json(&trace);
+    // The toy's one failed call asked for memory information: one panic.
+    assert_eq!(n(&rec, "/errors/panics"), 1, "{}", rec["errors"]);
+    assert_eq!(api_calls(&rec, "toyMalloc"), 4, "{}", rec["by_api"]);
+    // Without the switch, none.
+    let (_, _) = run(&trace, None, None);
+    assert_eq!(n(&common::read_json(&trace), "/errors/panics"), 0);
 }
