@@ -605,6 +605,17 @@ fn recording_matches_runtime_with_threads() {
     }
 }
 
+/// Blocks freed by another thread, on another device (the live table keeps
+/// each device's pointers apart and a free looks in its own device's first):
+/// every count still equals the runtime's, nothing is an untracked free.
+#[test]
+fn recording_matches_runtime_when_another_thread_frees() {
+    for bind in ["plt", "handle"] {
+        let args = with_bind(bind, &["--threads", "4", "--iters", "8", "--handoff", "--host", "--vmm", "--leak", "1"]);
+        check_workload(&fixtures().workload, &args, 1);
+    }
+}
+
 #[test]
 fn recording_per_process_across_fork() {
     for bind in ["plt", "handle"] {
