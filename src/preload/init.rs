@@ -55,7 +55,8 @@ fn normalize(spec: &'static RuntimeSpec, opts: &Opts, secure: bool, argv: &[Vec<
         marker: process::getenv(spec.marker_var),
         specific: process::getenv(spec.conf_var),
         generic: process::getenv(spec.generic_conf_var),
-        runtime_environment: spec.environment_markers.iter().any(|name| process::getenv(name).is_some()),
+        runtime_environment: spec.in_deployment(|name| process::getenv(name).is_some()),
+        opted_in: spec.opted_in(process::getenv),
     };
     let decision = decide::decide(spec, &facts);
     let applied = apply(spec, &decision);
@@ -71,6 +72,9 @@ fn normalize(spec: &'static RuntimeSpec, opts: &Opts, secure: bool, argv: &[Vec<
 #[cfg_attr(test, allow(dead_code))]
 fn apply(spec: &RuntimeSpec, decision: &Decision) -> bool {
     let marker = decision.marker();
+    if decision.is_silent() {
+        return false;
+    }
     if marker.is_none() || decision.rule == Rule::Secure {
         log::hold(decision.level, &decision.message);
         return false;

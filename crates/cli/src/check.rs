@@ -106,7 +106,8 @@ fn environment_facts(spec: &RuntimeSpec, argv: Vec<Vec<u8>>, notes: &mut Vec<Str
         marker: env(spec.marker_var),
         specific: env(spec.conf_var),
         generic: env(spec.generic_conf_var),
-        runtime_environment: spec.environment_markers.iter().any(|name| env(name).is_some()),
+        runtime_environment: spec.in_deployment(|name| env(name).is_some()),
+        opted_in: spec.opted_in(&env),
     }
 }
 

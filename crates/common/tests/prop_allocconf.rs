@@ -483,8 +483,11 @@ fn no_panic_on_any_bytes() {
         let _ = allocconf::quote::quote(&value, 7);
         let _ = common::version::Version::parse(&String::from_utf8_lossy(&value));
         let _ = common::runtime::npu::versions::driver_version(&String::from_utf8_lossy(&value));
-        // Varied with another flag of the case: both sides of rule 9 get fuzzed.
+        let _ = common::runtime::cuda::versions::driver_version(&String::from_utf8_lossy(&value));
+        // Varied with other flags of the case: both sides of rule 9 and of
+        // CUDA's opt-in get fuzzed.
         let runtime_environment = secure;
+        let opted_in = !disabled;
         let all = Facts {
             disabled,
             normalize_off,
@@ -494,9 +497,12 @@ fn no_panic_on_any_bytes() {
             specific: Some(value),
             generic,
             runtime_environment,
+            opted_in,
         };
-        let decision = decide::decide(&SPEC, &all);
-        let _ = (decision.verdict(), decision.marker().map(|m| m.render()));
+        for spec in [&SPEC, &common::runtime::cuda::SPEC] {
+            let decision = decide::decide(spec, &all);
+            let _ = (decision.verdict(), decision.marker().map(|m| m.render()));
+        }
         Ok(())
     });
 }

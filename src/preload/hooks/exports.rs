@@ -202,6 +202,23 @@ macro_rules! hook_export {
             $crate::preload::hooks::exports::set_device(api::$name, forward, $device, &$queries, $spec.unresolved_code)
         }
     };
+    (entry_point; $spec:expr; $queries:expr; $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; ($symbol:ident, $func:ident, $flags:ident $(, $version:ident)?)) => {
+        #[cfg_attr(not(test), unsafe(no_mangle))]
+        /// # Safety
+        /// The runtime function's own contract.
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            // SAFETY: forwarding the caller's own arguments to the real function.
+            let forward = $name::real().map(|real| move || unsafe { real($($arg),*) });
+            // Lookups without a version argument get the newest the runtime knows.
+            let version = u64::MAX $( .min($crate::preload::hooks::exports::bytes($version)) )?;
+            let asked = $crate::preload::hooks::by_name::Asked {
+                symbol: $symbol, func: $func.cast(), version, flags: $crate::preload::hooks::exports::bytes($flags),
+            };
+            // SAFETY: the lookup's contract: `$symbol` is a C string, `$func` the
+            // out-parameter the real lookup fills.
+            unsafe { $crate::preload::hooks::by_name::entry_point(api::$name, forward, asked, &$queries, $spec.unresolved_code) }
+        }
+    };
     (query; $($rest:tt)*) => {};
     (@address query $name:ident) => { None };
     (@address $action:ident $name:ident) => { Some($name as *const () as *mut c_void) };

@@ -30,6 +30,9 @@ pub struct Facts {
     /// one of this runtime's deployment (needed before the generic variable,
     /// which other backends read too, is changed).
     pub runtime_environment: bool,
+    /// The runtime's opt-in switch (`RuntimeSpec::opt_in_var`) is `1`; only
+    /// read for a runtime that has one.
+    pub opted_in: bool,
 }
 
 /// Which rule decided (numbered as in README's normalization table).
@@ -49,6 +52,7 @@ pub enum Rule {
     Append,
     BothSet,
     GenericOutsideRuntime,
+    NotOptedIn,
 }
 
 impl Rule {
@@ -69,6 +73,7 @@ impl Rule {
             Rule::Append => "append",
             Rule::BothSet => "both-set",
             Rule::GenericOutsideRuntime => "generic-outside-runtime",
+            Rule::NotOptedIn => "not-opted-in",
         }
     }
 }
@@ -114,6 +119,12 @@ impl Decision {
         }
     }
 
+    /// Said by `check` only, never by the library: a runtime the operator
+    /// did not opt into stays out of every process's log, even at debug.
+    pub fn is_silent(&self) -> bool {
+        self.rule == Rule::NotOptedIn
+    }
+
     /// The class `check` reports through its exit status.
     pub fn verdict(&self) -> Verdict {
         match (&self.action, self.level) {
@@ -138,6 +149,12 @@ pub fn decide(spec: &RuntimeSpec, facts: &Facts) -> Decision {
     }
     if facts.secure {
         return Decision::new(Rule::Secure, Nothing, Level::Debug, "secure-execution process: inert".into());
+    }
+    if let Some(switch) = spec.opt_in_var
+        && !facts.opted_in
+    {
+        let message = format!("{} left alone: changing it is opt-in ({switch}=1)", spec.conf_var);
+        return Decision::new(Rule::NotOptedIn, Nothing, Level::Debug, message);
     }
     if facts.normalize_off {
         let message = format!("{} left alone: NPU_ALLOC_SHIM_NORMALIZE=0", spec.conf_var);
@@ -183,13 +200,13 @@ fn decide_variables(spec: &RuntimeSpec, facts: &Facts) -> Decision {
     match (&facts.specific, &facts.generic) {
         (Some(_), Some(_)) => {
             let message = format!(
-                "both {} and {} are set; newer {} refuses that, older ones ignore {}: left alone, set only one of them",
-                spec.conf_var, spec.generic_conf_var, spec.framework, spec.generic_conf_var
+                "both {} and {} are set ({}): left alone, set only one of them",
+                spec.conf_var, spec.generic_conf_var, spec.both_set_note
             );
             Decision::new(Rule::BothSet, Keep, Level::Warn, message)
         }
         (Some(value), None) => decide_value(spec, spec.conf_var, Some(value)),
-        (None, Some(_)) if !facts.runtime_environment => {
+        (None, Some(_)) if !facts.runtime_environment && !spec.environment_markers.is_empty() => {
             let message = format!(
                 "{} alone is left alone outside a {} deployment (none of {} is set): PyTorch's other backends \
                  (CUDA) read it too",
@@ -503,5 +520,65 @@ mod tests {
         let Action::Set { value: new, .. } = d.action else { panic!("{:?}", d.rule) };
         assert_eq!(new.len(), value.len() + ",expandable_segments:True".len());
         assert!(d.message.len() < 1000);
+    }
+
+    /// CUDA's variables (opted in unless a test says otherwise).
+    fn cuda(specific: Option<&str>, generic: Option<&str>) -> Facts {
+        Facts {
+            specific: specific.map(|s| s.as_bytes().to_vec()),
+            generic: generic.map(|s| s.as_bytes().to_vec()),
+            opted_in: true,
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn cuda_changes_nothing_unless_opted_in() {
+        use crate::runtime::cuda::SPEC as CUDA;
+        for (specific, generic) in [(None, None), (Some("roundup_power2_divisions:4"), None), (None, Some("x:1"))] {
+            let d = decide(&CUDA, &Facts { opted_in: false, ..cuda(specific, generic) });
+            assert_eq!((d.rule, &d.action, d.marker()), (Rule::NotOptedIn, &Action::Nothing, None));
+            assert!(d.message.contains("NPU_ALLOC_SHIM_CUDA_NORMALIZE=1"), "{}", d.message);
+        }
+        // The NPU has no such switch.
+        assert_eq!(decide(&SPEC, &facts(None)).rule, Rule::Unset);
+    }
+
+    #[test]
+    fn cuda_writes_its_own_variable_and_appends_to_the_generic_one_alone() {
+        use crate::runtime::cuda::SPEC as CUDA;
+        let d = decide(&CUDA, &cuda(None, None));
+        assert_eq!(set_value(&d), Some(("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True".into())));
+        let d = decide(&CUDA, &cuda(Some("max_split_size_mb:128"), None));
+        assert_eq!(
+            set_value(&d),
+            Some(("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128,expandable_segments:True".into()))
+        );
+        // No deployment marker is needed on CUDA: the operator opted in.
+        let d = decide(&CUDA, &cuda(None, Some("roundup_power2_divisions:4")));
+        assert_eq!(
+            set_value(&d),
+            Some(("PYTORCH_ALLOC_CONF", "roundup_power2_divisions:4,expandable_segments:True".into()))
+        );
+        let d = decide(&CUDA, &cuda(Some("a:1"), Some("b:2")));
+        assert_eq!((d.rule, d.level), (Rule::BothSet, Level::Warn));
+        assert!(d.message.contains("vLLM's sleep-mode guard reads only PYTORCH_CUDA_ALLOC_CONF"), "{}", d.message);
+    }
+
+    #[test]
+    fn cuda_leaves_the_async_backend_sleep_mode_and_an_explicit_choice_alone() {
+        use crate::runtime::cuda::SPEC as CUDA;
+        let d = decide(&CUDA, &cuda(Some("backend:cudaMallocAsync"), None));
+        assert_eq!((d.rule, &d.action), (Rule::Conflict, &Action::Keep));
+        assert_eq!(decide(&CUDA, &cuda(Some("backend:native"), None)).rule, Rule::Append);
+        let d = decide(&CUDA, &cuda(Some("expandable_segments:False"), None));
+        assert_eq!((d.rule, &d.action), (Rule::HasKey, &Action::Keep));
+        for flag in ["--enable-sleep-mode", "--enable-memory-saver", "--kv-transfer-config"] {
+            let argv = vec![b"vllm".to_vec(), b"serve".to_vec(), flag.as_bytes().to_vec()];
+            let d = decide(&CUDA, &Facts { argv, ..cuda(None, None) });
+            assert_eq!((d.rule, &d.action), (Rule::MemoryPool, &Action::Keep), "{flag}");
+        }
+        let d = decide(&CUDA, &cuda(Some("Unknown_key:1"), None));
+        assert_eq!((d.rule, d.level), (Rule::Invalid, Level::Warn));
     }
 }

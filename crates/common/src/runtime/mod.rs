@@ -5,6 +5,7 @@
 //! files) lives in one `RuntimeSpec`. The NPU backend is `npu::SPEC`; a CUDA
 //! backend is a second module that fills the same struct.
 
+pub mod cuda;
 pub mod keys;
 pub mod npu;
 mod table;
@@ -72,7 +73,15 @@ pub struct RuntimeSpec {
     /// deployment before `main` (CANN's `set_env.sh`): where none is set, the
     /// process is not known to be one of this runtime, and the generic
     /// variable, which other backends read too, is left alone (rule 9).
+    /// Empty: no marker is needed.
     pub environment_markers: &'static [&'static str],
+    /// The switch an operator sets to `1` before this runtime's variables may
+    /// be changed at all (`None`: changed by default). CUDA's is opt-in: the
+    /// field has not made expandable segments its default.
+    pub opt_in_var: Option<&'static str>,
+    /// Which of the two variables the framework's lines read when both are
+    /// set, for the message of that case.
+    pub both_set_note: &'static str,
     /// Command-line flags of programs whose allocator pools device memory
     /// itself (sleep mode, memory savers), which keep their configuration.
     pub memory_pool_flags: &'static [&'static str],
@@ -97,6 +106,10 @@ pub struct RuntimeSpec {
     /// Whether an allocation hook with a memory-kind argument (`alloc(out,
     /// size, kind)`) was asked for pinned host memory by that argument.
     pub host_memory: fn(hook: usize, kind: u64) -> bool,
+    /// Whether the runtime's own lookup by name (`cuGetProcAddress`), asked
+    /// for `asked` with `version` and `flags`, hands out the function hooked
+    /// as `hook`; its hook is then handed out instead.
+    pub entry_point_matches: fn(hook: &str, asked: &str, version: u64, flags: u64) -> bool,
     /// Allocation hooks below the API the framework calls (the runtime's
     /// own layer and the driver's), where collective and operator libraries
     /// allocate directly: reports show them apart.
@@ -113,6 +126,20 @@ pub struct RuntimeSpec {
     pub driver_version_files: &'static [&'static str],
     /// What installed versions of the framework and the driver mean.
     pub versions: VersionFacts,
+}
+
+impl RuntimeSpec {
+    /// Whether the process is one of this runtime's deployment, by its
+    /// environment (`is_set` tells whether a variable is set).
+    pub fn in_deployment(&self, is_set: impl Fn(&str) -> bool) -> bool {
+        self.environment_markers.is_empty() || self.environment_markers.iter().any(|name| is_set(name))
+    }
+
+    /// Whether the operator allowed this runtime's variables to be changed
+    /// (`value` reads a variable).
+    pub fn opted_in(&self, value: impl Fn(&str) -> Option<Vec<u8>>) -> bool {
+        self.opt_in_var.is_none_or(|var| value(var).is_some_and(|v| v == b"1"))
+    }
 }
 
 /// Each key of a value with the lines that accept it.
@@ -137,16 +164,16 @@ pub struct VersionFacts {
 /// and hooks. A new runtime is a module and one entry here (and its
 /// `first_hook` follows the one before).
 #[cfg(not(feature = "toy-runtime"))]
-pub static RUNTIMES: [&RuntimeSpec; 1] = [&npu::SPEC];
-/// With the tests' toy runtime (`toy.rs`) second.
+pub static RUNTIMES: [&RuntimeSpec; 2] = [&npu::SPEC, &cuda::SPEC];
+/// With the tests' toy runtime (`toy.rs`) last.
 #[cfg(feature = "toy-runtime")]
-pub static RUNTIMES: [&RuntimeSpec; 2] = [&npu::SPEC, &toy::SPEC];
+pub static RUNTIMES: [&RuntimeSpec; 3] = [&npu::SPEC, &cuda::SPEC, &toy::SPEC];
 
 /// Hooks of all runtimes together: the size of the library's tables.
 #[cfg(not(feature = "toy-runtime"))]
-pub const HOOK_COUNT: usize = npu::HOOKS.len();
+pub const HOOK_COUNT: usize = npu::HOOKS.len() + cuda::HOOKS.len();
 #[cfg(feature = "toy-runtime")]
-pub const HOOK_COUNT: usize = npu::HOOKS.len() + toy::HOOKS.len();
+pub const HOOK_COUNT: usize = npu::HOOKS.len() + cuda::HOOKS.len() + toy::HOOKS.len();
 
 /// The runtime named in messages when none is singled out: the first.
 pub fn primary() -> &'static RuntimeSpec {

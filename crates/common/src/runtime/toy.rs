@@ -24,8 +24,8 @@ macro_rules! toy_hooks {
     };
 }
 
-/// Numbered after the NPU's hooks.
-pub const FIRST_HOOK: usize = super::npu::FIRST_HOOK + super::npu::HOOKS.len();
+/// Numbered after the CUDA hooks.
+pub const FIRST_HOOK: usize = super::cuda::FIRST_HOOK + super::cuda::HOOKS.len();
 
 crate::toy_hooks!(crate::hook_table; first = FIRST_HOOK;);
 
@@ -42,6 +42,8 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     // Not an NPU_ALLOC_SHIM_ name: the toy is no product variable (README table).
     marker_var: "TOY_ALLOC_SHIM_DECISION",
     environment_markers: &["TOY_RUNTIME_HOME"],
+    opt_in_var: None,
+    both_set_note: "torch_toy reads only TOY_ALLOC_CONF",
     memory_pool_flags: &["--toy-pool"],
     enable_key: "expandable_segments",
     enable_value: "True",
@@ -52,6 +54,8 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     first_hook: FIRST_HOOK,
     unresolved_code: 99,
     host_memory: |_, _| false,
+    // No lookups by name of its own (dlsym is answered by the interposer).
+    entry_point_matches: |_, _, _, _| false,
     lower_layer_allocs: &[],
     runtime_libraries: &["libtoyrt.so"],
     oom_codes: &[2],

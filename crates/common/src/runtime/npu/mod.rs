@@ -121,6 +121,8 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     // CANN's set_env.sh (toolkit and nnae) exports these; torch_npu finds its
     // operator packages through ASCEND_OPP_PATH. CUDA hosts have none.
     environment_markers: &["ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME", "ASCEND_OPP_PATH", "ASCEND_AICPU_PATH"],
+    opt_in_var: None,
+    both_set_note: "newer torch_npu refuses that, older ones ignore PYTORCH_ALLOC_CONF",
     memory_pool_flags: &["--enable-sleep-mode", "--vllm.enable-sleep", "--vllm-enable-sleep", "--enable-memory-saver"],
     enable_key: "expandable_segments",
     enable_value: "True",
@@ -134,6 +136,8 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     // ACL_ERROR_RT_FEATURE_NOT_SUPPORT
     unresolved_code: 207000,
     host_memory,
+    // No lookups by name of its own (dlsym is answered by the interposer).
+    entry_point_matches: |_, _, _, _| false,
     lower_layer_allocs: &["rtMalloc", "halMemAlloc"],
     runtime_libraries: &["libascendcl.so", "libruntime.so", "libascend_hal.so"],
     // ACL_ERROR_RT_MEMORY_ALLOCATION, ACL_ERROR_RT_DEVICE_OOM (ACL and the
