@@ -76,7 +76,7 @@ fn apply(spec: &RuntimeSpec, decision: &Decision) -> bool {
         return false;
     }
     if marker.is_none() || decision.rule == Rule::Secure {
-        log::hold(decision.level, &decision.message);
+        log::hold_for(spec, decision.level, &decision.message);
         return false;
     }
     // setenv is not thread-safe: only a process with one thread may change its
@@ -95,14 +95,14 @@ fn apply(spec: &RuntimeSpec, decision: &Decision) -> bool {
     if let Action::Set { var, value } = &decision.action
         && let Err(error) = process::setenv(var, value)
     {
-        log::hold(Level::Warn, &format!("{error}; left unchanged"));
+        log::hold_for(spec, Level::Warn, &format!("{error}; left unchanged"));
         return false;
     }
     if let Some(marker) = marker
         && let Err(error) = process::setenv(spec.marker_var, marker.render().as_bytes())
     {
-        log::hold(Level::Warn, &error);
+        log::hold_for(spec, Level::Warn, &error);
     }
-    log::hold(decision.level, &decision.message);
+    log::hold_for(spec, decision.level, &decision.message);
     matches!(decision.action, Action::Set { .. })
 }

@@ -9,18 +9,23 @@
 //! everything is said at once, where it happens.
 
 use common::allocconf::decide::Level;
+use common::runtime::{RUNTIMES, RuntimeSpec};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// 0 = off, 1 = warn, 2 = info, 3 = debug.
 static THRESHOLD: AtomicU8 = AtomicU8::new(2);
 
-/// Messages from load, waiting for the process's first use of the runtime.
-static HELD: Mutex<Vec<(Level, String)>> = Mutex::new(Vec::new());
-/// Set once the held messages were said (or taken to be said).
-static SPOKEN: AtomicBool = AtomicBool::new(false);
+/// Messages from load, waiting for the process's first use of the runtime
+/// they are about (`Some(index in RUNTIMES)`), or of any runtime (`None`).
+static HELD: Mutex<Vec<(Option<usize>, Level, String)>> = Mutex::new(Vec::new());
+/// Bit `i` set once runtime `i`'s held messages were said.
+static SPOKEN: AtomicU8 = AtomicU8::new(0);
 /// More held lines than this are dropped: load says a handful at most.
 const HELD_CAPACITY: usize = 8;
+/// Tries for the lock of held messages before they are given up: a fork
+/// child may inherit it locked by a thread it does not have.
+const LOCK_TRIES: u32 = 1000;
 
 pub fn set_threshold(threshold: Threshold) {
     THRESHOLD.store(threshold as u8, Ordering::Relaxed);
@@ -77,9 +82,19 @@ pub fn emit(level: Level, message: &str) {
     }
 }
 
-/// Keeps a message from load until the process first uses the runtime
+/// Keeps a message from load until the process first uses any runtime
 /// (`speak_held`); at `debug` it is said at once.
 pub fn hold(level: Level, message: &str) {
+    hold_as(None, level, message);
+}
+
+/// Keeps a message about one runtime until the process first uses that one:
+/// a CUDA process never hears what was decided for the NPU.
+pub fn hold_for(spec: &RuntimeSpec, level: Level, message: &str) {
+    hold_as(runtime_index(spec), level, message);
+}
+
+fn hold_as(runtime: Option<usize>, level: Level, message: &str) {
     if !enabled(level) {
         return;
     }
@@ -89,23 +104,51 @@ pub fn hold(level: Level, message: &str) {
     }
     let Ok(mut held) = HELD.lock() else { return };
     if held.len() < HELD_CAPACITY {
-        held.push((level, message.to_owned()));
+        held.push((runtime, level, message.to_owned()));
     }
 }
 
-/// Says the held messages, once per process. Called on the runtime's first
-/// use; cheap on every later call (one relaxed load).
-pub fn speak_held() {
-    if SPOKEN.load(Ordering::Relaxed) || SPOKEN.swap(true, Ordering::AcqRel) {
+fn runtime_index(spec: &RuntimeSpec) -> Option<usize> {
+    RUNTIMES.iter().position(|known| std::ptr::eq(*known, spec)).filter(|&i| i < 8)
+}
+
+/// Says the held messages about `spec` (and those about no runtime in
+/// particular), once per runtime. Called on that runtime's first use; cheap
+/// on every later call (one relaxed load).
+pub fn speak_held(spec: &RuntimeSpec) {
+    let Some(index) = runtime_index(spec) else { return };
+    let bit = 1u8 << index;
+    if SPOKEN.load(Ordering::Relaxed) & bit != 0 {
         return;
     }
-    // Only the one caller that flipped SPOKEN takes the lock, so a fork child
-    // (which inherits SPOKEN set) never waits on a lock its parent held.
-    let held = match HELD.lock() {
-        Ok(mut held) => std::mem::take(&mut *held),
-        Err(_) => return,
+    let before = SPOKEN.fetch_or(bit, Ordering::AcqRel);
+    if before & bit != 0 {
+        return;
+    }
+    let first = before == 0;
+    // Only the caller that set the runtime's bit takes the lock, and never
+    // waits for it: a fork child inherits the bits and, rarely, a lock held
+    // by a thread it does not have.
+    let mine: Vec<(Level, String)> = {
+        let mut tries = 0;
+        let mut held = loop {
+            match HELD.try_lock() {
+                Ok(held) => break held,
+                Err(std::sync::TryLockError::Poisoned(_)) => return,
+                Err(std::sync::TryLockError::WouldBlock) if tries < LOCK_TRIES => {
+                    tries += 1;
+                    std::thread::yield_now();
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            }
+        };
+        let (said, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut *held)
+            .into_iter()
+            .partition(|(runtime, _, _)| *runtime == Some(index) || (first && runtime.is_none()));
+        *held = kept;
+        said.into_iter().map(|(_, level, message)| (level, message)).collect()
     };
-    for (level, message) in held {
+    for (level, message) in mine {
         emit(level, &message);
     }
 }

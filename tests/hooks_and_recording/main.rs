@@ -5,6 +5,7 @@
 mod below_acl;
 mod bench_smoke;
 mod calls;
+mod cuda;
 mod dlsym_answers;
 mod dlsym_next;
 mod evidence;

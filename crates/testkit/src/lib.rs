@@ -6,6 +6,7 @@
 //! (`allocconf_model`) and the benchmark suite (`overhead`).
 
 pub mod allocconf_model;
+pub mod fake_cuda;
 pub mod fixtures;
 pub mod overhead;
 pub mod probes;
@@ -156,19 +157,19 @@ pub fn compile_c(out: &str, sources: &[&str], args: &[&str]) -> PathBuf {
 
 /// Where the headers of the C fixtures are: the fake runtime's and the
 /// accounting core it shares with the simulated runtime.
-const HEADER_DIRS: [&str; 2] = ["tests/fake_runtime", "crates/cli/assets/sim_runtime"];
+const HEADER_DIRS: [&str; 3] = ["tests/fake_runtime", "tests/fake_cuda", "crates/cli/assets/sim_runtime"];
 
 fn headers() -> Vec<PathBuf> {
     let dirs = HEADER_DIRS.iter().filter_map(|dir| std::fs::read_dir(repo().join(dir)).ok());
     dirs.flatten().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "h")).collect()
 }
 
-struct FileLock {
+pub(crate) struct FileLock {
     _held: std::fs::File,
 }
 
 impl FileLock {
-    fn acquire(path: &Path) -> FileLock {
+    pub(crate) fn acquire(path: &Path) -> FileLock {
         use std::os::fd::AsRawFd;
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).expect("lock file");
         // SAFETY: flock on a valid descriptor owned by `file`.

@@ -122,7 +122,7 @@ fn hooked_index(name: &CStr) -> Option<usize> {
     let index = spec.first_hook + spec.hooks.iter().position(|h| h.name.to_bytes() == bytes)?;
     // Looking up the runtime's allocation calls is using the runtime: what was
     // decided at load is said now, before the caller can call anything.
-    log::speak_held();
+    log::speak_held(spec);
     hook_address(index).map(|_| index)
 }
 

@@ -50,8 +50,8 @@ pub fn get(index: usize) -> Option<*mut c_void> {
 fn resolve(index: usize) -> Option<*mut c_void> {
     // The first call of a hook that `dlsym` did not hand out lands here: the
     // process uses the runtime, so what was decided at load is said now.
-    log::speak_held();
     let (spec, hook) = runtime::hook(index)?;
+    log::speak_held(spec);
     let name = hook.name;
     for library in spec.runtime_libraries {
         let Ok(library) = std::ffi::CString::new(*library) else { continue };
