@@ -2,6 +2,7 @@
 //!
 //! One test binary per room; each module was a test file of its own.
 
+mod cuda;
 mod dlopen;
 mod env;
 mod inherit;

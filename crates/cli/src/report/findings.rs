@@ -114,12 +114,15 @@ impl Finding {
 #[derive(Default)]
 pub struct Findings {
     groups: BTreeMap<&'static str, Finding>,
+    /// The runtime of the first recording: job-level advice speaks its terms.
+    runtime: Option<&'static RuntimeSpec>,
 }
 
 impl Findings {
     /// Every per-process rule, on one recording and its summary.
     pub fn process(&mut self, recording: &Recording, process: &ProcessSummary) {
         let spec = super::runtime_of(recording);
+        self.runtime.get_or_insert(spec);
         let state = expandable_state(spec, process);
         let mut found: Vec<Finding> = Vec::new();
         found.extend(config_findings(spec, process, &state));
@@ -156,7 +159,8 @@ impl Findings {
         peaks: &[u64],
         highest: Option<&ProcessSummary>,
     ) -> Vec<Finding> {
-        if let Some(finding) = non_torch_memory(callers) {
+        let spec = self.runtime.unwrap_or_else(common::runtime::primary);
+        if let Some(finding) = non_torch_memory(spec, callers) {
             self.add_job(finding);
         }
         if let Some(finding) = rank_imbalance(peaks, highest) {
@@ -474,7 +478,10 @@ fn failure_findings(spec: &RuntimeSpec, recording: &Recording, process: &Process
                     bytes(first.size),
                     device(first.device)
                 ))
-                .advice("a wrong argument or a runtime problem, not memory pressure: look up the code in the CANN error codes")
+                .advice(format!(
+                    "a wrong argument or a runtime problem, not memory pressure: look up the code in {}",
+                    spec.wording.error_codes
+                ))
                 .weight(other.len() as u64),
         );
     }
@@ -590,7 +597,7 @@ fn recording_findings(process: &ProcessSummary) -> Vec<Finding> {
 pub use common::runtime::is_framework_library as is_torch_library;
 
 /// Memory allocated by libraries other than torch's caching allocator.
-fn non_torch_memory(callers: &[(String, u64)]) -> Option<Finding> {
+fn non_torch_memory(spec: &RuntimeSpec, callers: &[(String, u64)]) -> Option<Finding> {
     let total = callers.iter().map(|(_, b)| *b).fold(0u64, u64::saturating_add);
     let mut others: Vec<&(String, u64)> = callers.iter().filter(|(lib, b)| *b > 0 && !is_torch_library(lib)).collect();
     let sum = others.iter().map(|(_, b)| *b).fold(0u64, u64::saturating_add);
@@ -612,11 +619,11 @@ fn non_torch_memory(callers: &[(String, u64)]) -> Option<Finding> {
                 percent(sum, total),
                 named.join(", ")
             ))
-            .advice(
-                "torch.npu.memory_reserved() does not count it, the caching allocator cannot reuse it and \
-                 expandable segments do not change it; leave room for it (lower gpu_memory_utilization) or shrink \
-                 the library's buffers (HCCL_BUFFSIZE for libhccl)",
-            )
+            .advice(format!(
+                "{} does not count it, the caching allocator cannot reuse it and expandable segments do not change \
+                 it; leave room for it (lower gpu_memory_utilization) or shrink the library's buffers ({})",
+                spec.wording.memory_reserved, spec.wording.collective_buffers
+            ))
             .weight(sum),
     )
 }

@@ -126,6 +126,19 @@ pub struct RuntimeSpec {
     pub driver_version_files: &'static [&'static str],
     /// What installed versions of the framework and the driver mean.
     pub versions: VersionFacts,
+    /// How reports' advice names this runtime's things.
+    pub wording: Wording,
+}
+
+/// Names reports' advice uses, in the runtime's own terms.
+#[derive(Clone, Copy)]
+pub struct Wording {
+    /// The framework call that shows what its caching allocator holds.
+    pub memory_reserved: &'static str,
+    /// How the collective library's own buffers are made smaller.
+    pub collective_buffers: &'static str,
+    /// Where an error code is looked up.
+    pub error_codes: &'static str,
 }
 
 impl RuntimeSpec {

@@ -5,7 +5,7 @@
 //! nothing in `record/`, `allocconf/` or the CLI's reports names it.
 
 use super::keys::{Conflict, KeySpec, Since, ValueRule};
-use super::{RuntimeSpec, VersionFacts};
+use super::{RuntimeSpec, VersionFacts, Wording};
 
 static KEYS: [KeySpec; 2] = [
     KeySpec::new("expandable_segments", ValueRule::Bool, Since::Legacy),
@@ -68,5 +68,10 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
         acceptance: |_, _| super::keys::Acceptance::Accepted,
         driver_version: |_| None,
         driver_warnings: |_| Vec::new(),
+    },
+    wording: Wording {
+        memory_reserved: "torch.toy.memory_reserved()",
+        collective_buffers: "the toy's buffer size",
+        error_codes: "the toy's error codes",
     },
 };

@@ -6,7 +6,7 @@
 pub mod versions;
 
 use super::keys::{Conflict, KeySpec, Since, ValueRule};
-use super::{RuntimeSpec, VersionFacts};
+use super::{RuntimeSpec, VersionFacts, Wording};
 
 /// Keys torch 2.5.1 already knows.
 const LEGACY: Since = Since::Legacy;
@@ -156,6 +156,11 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
         acceptance: versions::acceptance,
         driver_version: versions::driver_version,
         driver_warnings: |_| Vec::new(),
+    },
+    wording: Wording {
+        memory_reserved: "torch.cuda.memory_reserved()",
+        collective_buffers: "NCCL_BUFFSIZE for libnccl",
+        error_codes: "CUDA's cudaError_t / CUresult codes",
     },
 };
 

@@ -6,7 +6,7 @@
 pub mod versions;
 
 use super::keys::{Conflict, KeySpec, Since, ValueRule};
-use super::{RuntimeSpec, VersionFacts};
+use super::{RuntimeSpec, VersionFacts, Wording};
 
 /// Versions 2.5.1 and earlier (and 2.1.0 from 6.0.rc1 on) know these five keys.
 const LEGACY: Since = Since::Legacy;
@@ -152,5 +152,10 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
         acceptance: versions::acceptance,
         driver_version: versions::driver_version,
         driver_warnings: versions::driver_warnings,
+    },
+    wording: Wording {
+        memory_reserved: "torch.npu.memory_reserved()",
+        collective_buffers: "HCCL_BUFFSIZE for libhccl",
+        error_codes: "the CANN error codes",
     },
 };

@@ -1,0 +1,102 @@
+//! CUDA's variables in a real CUDA process (tests/fixtures/cuda_workload.c
+//! on the fake CUDA runtime): changed only with NPU_ALLOC_SHIM_CUDA_NORMALIZE=1,
+//! by the same rules as the NPU's with CUDA's facts, and never in a way that
+//! touches torch_npu's variables.
+
+use std::collections::BTreeMap;
+use support::fake_cuda;
+use support::fixtures as common;
+
+/// What the client saw of each variable (absent: unset), and the library's lines.
+fn seen(args: &[&str], env: &[(&str, &str)]) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut command = support::preloaded(fake_cuda::workload());
+    command.args(args).envs(env.iter().copied());
+    let output = common::ok(&mut command);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let values = stdout
+        .lines()
+        .filter(|line| !line.starts_with('{') && !line.ends_with(" unset"))
+        .filter_map(|line| line.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    (values, common::library_lines(&output))
+}
+
+const OPT_IN: (&str, &str) = ("NPU_ALLOC_SHIM_CUDA_NORMALIZE", "1");
+const CUDA: &str = "PYTORCH_CUDA_ALLOC_CONF";
+const GENERIC: &str = "PYTORCH_ALLOC_CONF";
+
+#[test]
+fn without_the_switch_no_cuda_variable_changes() {
+    for env in [vec![], vec![(GENERIC, "roundup_power2_divisions:4")], vec![(CUDA, "max_split_size_mb:128")]] {
+        let (values, lines) = seen(&[], &env);
+        assert_eq!(values.get(CUDA).map(String::as_str), env.iter().find(|e| e.0 == CUDA).map(|e| e.1), "{env:?}");
+        assert_eq!(values.get(GENERIC).map(String::as_str), env.iter().find(|e| e.0 == GENERIC).map(|e| e.1));
+        assert!(!values.contains_key("NPU_ALLOC_SHIM_CUDA_DECISION"), "{values:?}");
+        assert!(lines.is_empty(), "{lines:?}");
+    }
+    // Switches other than 1 are not an opt-in either.
+    let (values, _) = seen(&[], &[("NPU_ALLOC_SHIM_CUDA_NORMALIZE", "yes please")]);
+    assert!(!values.contains_key(CUDA), "{values:?}");
+}
+
+#[test]
+fn opted_in_the_variable_read_on_every_line_gets_expandable_segments() {
+    let (values, lines) = seen(&[], &[OPT_IN]);
+    assert_eq!(values[CUDA], "expandable_segments:True");
+    assert!(!values.contains_key(GENERIC), "never created: torch_npu refuses both of its variables together");
+    assert!(values["NPU_ALLOC_SHIM_CUDA_DECISION"].starts_with("set:PYTORCH_CUDA_ALLOC_CONF:"), "{values:?}");
+    assert_eq!(lines, ["npu-alloc-shim: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (was unset)"]);
+    let (values, _) = seen(&[], &[OPT_IN, (CUDA, "max_split_size_mb:128")]);
+    assert_eq!(values[CUDA], "max_split_size_mb:128,expandable_segments:True");
+    // The generic variable alone is the one PyTorch reads: appended there.
+    let (values, _) = seen(&[], &[OPT_IN, (GENERIC, "roundup_power2_divisions:4")]);
+    assert_eq!(values[GENERIC], "roundup_power2_divisions:4,expandable_segments:True");
+    assert!(!values.contains_key(CUDA), "{values:?}");
+}
+
+#[test]
+fn opted_in_the_known_breakages_are_left_alone_and_said() {
+    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+        (&[], &[(CUDA, "backend:cudaMallocAsync")], "sets backend"),
+        (&[], &[(CUDA, "expandable_segments:False")], ""),
+        (&["--enable-sleep-mode"], &[], "pools device memory itself"),
+        (&["--enable-memory-saver"], &[], "pools device memory itself"),
+        (&[], &[(CUDA, "a:1"), (GENERIC, "b:2")], "both PYTORCH_CUDA_ALLOC_CONF and PYTORCH_ALLOC_CONF are set"),
+    ];
+    for (args, env, said) in cases {
+        let mut all = env.to_vec();
+        all.push(OPT_IN);
+        let (values, lines) = seen(args, &all);
+        for (var, value) in env {
+            assert_eq!(values[*var], *value, "{args:?} {env:?}");
+        }
+        if env.is_empty() {
+            assert!(!values.contains_key(CUDA), "{args:?}: {values:?}");
+        }
+        assert_eq!(values.get("NPU_ALLOC_SHIM_CUDA_DECISION").map(String::as_str), Some("kept"), "{args:?} {env:?}");
+        if said.is_empty() {
+            assert!(lines.is_empty(), "{lines:?}");
+        } else {
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert!(lines[0].contains(said), "{args:?} {env:?}: {lines:?}");
+        }
+    }
+    // The switches that turn everything off still do.
+    let (values, lines) = seen(&[], &[OPT_IN, ("NPU_ALLOC_SHIM_NORMALIZE", "0")]);
+    assert!(!values.contains_key(CUDA) && lines.is_empty(), "{values:?} {lines:?}");
+}
+
+#[test]
+fn in_an_ascend_deployment_the_generic_variable_is_appended_to_once() {
+    // Rule 9 of the NPU appends to PYTORCH_ALLOC_CONF; the CUDA decision,
+    // second, finds the key there and adds nothing.
+    let env = [OPT_IN, ("ASCEND_OPP_PATH", "/usr/local/Ascend/opp"), (GENERIC, "roundup_power2_divisions:4")];
+    let (values, _) = seen(&[], &env);
+    assert_eq!(values[GENERIC], "roundup_power2_divisions:4,expandable_segments:True");
+    assert!(!values.contains_key(CUDA) && !values.contains_key("PYTORCH_NPU_ALLOC_CONF"), "{values:?}");
+    // Neither set: each runtime writes its own variable only.
+    let (values, _) = seen(&[], &[OPT_IN, ("ASCEND_OPP_PATH", "/usr/local/Ascend/opp")]);
+    assert_eq!(values["PYTORCH_NPU_ALLOC_CONF"], "expandable_segments:True");
+    assert_eq!(values[CUDA], "expandable_segments:True");
+    assert!(!values.contains_key(GENERIC), "{values:?}");
+}
