@@ -54,9 +54,12 @@ fn opted_in_the_variable_read_on_every_line_gets_expandable_segments() {
     assert!(!values.contains_key(CUDA), "{values:?}");
 }
 
+/// Arguments, variables set, and what the one line says ("": nothing).
+type Case = (&'static [&'static str], &'static [(&'static str, &'static str)], &'static str);
+
 #[test]
 fn opted_in_the_known_breakages_are_left_alone_and_said() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+    let cases: [Case; 5] = [
         (&[], &[(CUDA, "backend:cudaMallocAsync")], "sets backend"),
         (&[], &[(CUDA, "expandable_segments:False")], ""),
         (&["--enable-sleep-mode"], &[], "pools device memory itself"),
