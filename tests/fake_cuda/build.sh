@@ -51,14 +51,14 @@ out=$(cd "$out" && pwd)
 stamp_text() {
     echo "major=$major torch_lib=${torch_lib:+$(cd "$torch_lib" && pwd)}"
     cat "$here/build.sh" "$here/fake_cuda.h" "$here/fake_cudart.c" "$here/fake_cuda_driver.c" \
-        "$here/libcudart.map" "$here/gen_cuda_stubs.py" "$here/../../crates/cli/assets/sim_runtime/device_counters.h" |
+        "$here/fake_nvml.c" "$here/libcudart.map" "$here/gen_cuda_stubs.py" "$here/../../crates/cli/assets/sim_runtime/device_counters.h" |
         sha256sum
     if [[ -n $torch_lib ]]; then
         (cd "$torch_lib" && stat -L -c '%n %s %Y' ./*.so* ../_C*.so 2>/dev/null || true)
     fi
 }
 want=$(stamp_text)
-if [[ -f $out/.stamp && "$(cat "$out/.stamp")" == "$want" && -f $out/$cudart && -f $out/libcuda.so.1 ]] &&
+if [[ -f $out/.stamp && "$(cat "$out/.stamp")" == "$want" && -f $out/$cudart && -f $out/libcuda.so.1 && -f $out/libnvidia-ml.so.1 ]] &&
     [[ -z $torch_lib || -f $out/stubs/libs.txt ]]; then
     echo "fake_cuda: $out is up to date" >&2
     exit 0
@@ -70,21 +70,24 @@ cflags=(-shared -fPIC -O1 -g -Wall -Werror -I"$here")
 sed "s/^libcudart\.so\.12 {/$cudart {/" "$here/libcudart.map" >"$tmp/libcudart.map"
 
 # The driver first: the runtime links it (its private account functions).
-build_fakes() { # [driver extra .c] [runtime extra .c]
+build_fakes() { # [driver extra .c] [runtime extra .c] [NVML extra .c]
     cc "${cflags[@]}" -DFAKE_CUDA_DEFAULT_DRIVER_VERSION="$driver_version" -o "$tmp/libcuda.so.1" \
         -Wl,-soname,libcuda.so.1 "$here/fake_cuda_driver.c" ${1:+"$1"} -lpthread -ldl
     ln -sf libcuda.so.1 "$tmp/libcuda.so"
     cc "${cflags[@]}" -DFAKE_CUDART_MAJOR="$major" -o "$tmp/$cudart" -Wl,-soname,"$cudart" \
         -Wl,--version-script="$tmp/libcudart.map" "$here/fake_cudart.c" ${2:+"$2"} \
         -Wl,--no-as-needed -L"$tmp" -lcuda -Wl,-rpath,'$ORIGIN' -lpthread
+    cc "${cflags[@]}" -o "$tmp/libnvidia-ml.so.1" -Wl,-soname,libnvidia-ml.so.1 "$here/fake_nvml.c" ${3:+"$3"} \
+        -Wl,--no-as-needed -L"$tmp" -lcuda -Wl,-rpath,'$ORIGIN'
 }
 build_fakes
 
 if [[ -n $torch_lib ]]; then
     mkdir -p "$tmp/stubs"
-    python3 "$here/gen_cuda_stubs.py" "$torch_lib" "$tmp/stubs" "$tmp/$cudart" "$tmp/libcuda.so.1"
-    if grep -q '__asm__' "$tmp/stubs/driver_extra.c" "$tmp/stubs/cudart_extra.c"; then
-        build_fakes "$tmp/stubs/driver_extra.c" "$tmp/stubs/cudart_extra.c"
+    python3 "$here/gen_cuda_stubs.py" "$torch_lib" "$tmp/stubs" "$tmp/$cudart" "$tmp/libcuda.so.1" \
+        "$tmp/libnvidia-ml.so.1"
+    if grep -q '__asm__' "$tmp/stubs"/*_extra.c; then
+        build_fakes "$tmp/stubs/driver_extra.c" "$tmp/stubs/cudart_extra.c" "$tmp/stubs/nvml_extra.c"
     fi
     while read -r soname source map; do
         cc -shared -fPIC -O0 -w -o "$tmp/stubs/$soname" -Wl,-soname,"$soname" \
@@ -95,10 +98,10 @@ fi
 # Move into place: the libraries first, the stamp last.
 rm -rf "$out/stubs"
 [[ -d $tmp/stubs ]] && mv "$tmp/stubs" "$out/stubs"
-for lib in "$cudart" libcuda.so.1; do
+for lib in "$cudart" libcuda.so.1 libnvidia-ml.so.1; do
     mv -f "$tmp/$lib" "$out/$lib"
 done
 ln -sfn libcuda.so.1 "$out/libcuda.so"
 ln -sfn "$cudart" "$out/libcudart.so" # for -lcudart
 echo "$want" >"$out/.stamp"
-echo "fake_cuda: built $out ($cudart, libcuda.so.1${torch_lib:+, stubs/ for $torch_lib})" >&2
+echo "fake_cuda: built $out ($cudart, libcuda.so.1, libnvidia-ml.so.1${torch_lib:+, stubs/ for $torch_lib})" >&2

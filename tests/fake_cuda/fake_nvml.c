@@ -7,8 +7,9 @@
  * (fabric access), so it must exist and answer.
  *
  * The devices are the fake driver's (count, UUIDs, PCI bus ids, memory from
- * the shared account, not counted as calls). Fabric and NVLink queries
- * report NVML_ERROR_NOT_SUPPORTED, as on a GPU without NVSwitch; no process
+ * the shared account, not counted as calls). The fabric is "not supported"
+ * and NVLink queries report NVML_ERROR_NOT_SUPPORTED, as on a GPU without
+ * NVSwitch; no process
  * is listed. Names added at build time for one torch line report
  * NVML_ERROR_NOT_SUPPORTED too.
  */
@@ -179,9 +180,48 @@ int nvmlDeviceGetP2PStatus(nvmlDevice_t device1, nvmlDevice_t device2, int p2pIn
     return NVML_SUCCESS;
 }
 
+/* A GPU outside any NVLink fabric: success, state
+ * NVML_GPU_FABRIC_STATE_NOT_SUPPORTED (0), status NVML_ERROR_NOT_SUPPORTED
+ * (what torch 2.15 reads to decide against fabric handles; an error here makes
+ * it warn "nvmlDeviceGetGpuFabricInfoV failed"). nvmlGpuFabricInfo_v2_t:
+ * version, clusterUuid[16], status, cliqueId, state (a byte), healthMask. */
+struct fabric_info_v2 {
+    unsigned int version;
+    unsigned char clusterUuid[16];
+    int status;
+    unsigned int cliqueId;
+    unsigned char state;
+    unsigned int healthMask;
+};
+struct fabric_info_v1 {
+    unsigned char clusterUuid[16];
+    int status;
+    unsigned int cliqueId;
+    unsigned char state;
+};
+
+int nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, struct fabric_info_v2 *info);
+int nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, struct fabric_info_v2 *info)
+{
+    if (device_of(device) < 0 || info == NULL)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    unsigned int version = info->version;
+    *info = (struct fabric_info_v2){.version = version, .status = NVML_ERROR_NOT_SUPPORTED, .state = 0};
+    return NVML_SUCCESS;
+}
+
+int nvmlDeviceGetGpuFabricInfo(nvmlDevice_t device, struct fabric_info_v1 *info);
+int nvmlDeviceGetGpuFabricInfo(nvmlDevice_t device, struct fabric_info_v1 *info)
+{
+    if (device_of(device) < 0 || info == NULL)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *info = (struct fabric_info_v1){.status = NVML_ERROR_NOT_SUPPORTED, .state = 0};
+    return NVML_SUCCESS;
+}
+
 #define NVML_UNSUPPORTED(X)                                                                        \
-    X(nvmlDeviceGetGpuFabricInfoV) X(nvmlDeviceGetGpuFabricInfo) X(nvmlDeviceGetNvLinkRemoteDeviceType) \
-    X(nvmlDeviceGetNvLinkRemotePciInfo_v2) X(nvmlDeviceGetNvLinkState)
+    X(nvmlDeviceGetNvLinkRemoteDeviceType) X(nvmlDeviceGetNvLinkRemotePciInfo_v2)                  \
+    X(nvmlDeviceGetNvLinkState)
 
 #define DEFINE_UNSUPPORTED(name)                                                                   \
     int name(void);                                                                                \

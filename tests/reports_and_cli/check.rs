@@ -363,3 +363,31 @@ fn the_driver_version_file_is_read_and_old_drivers_warned_about() {
     let (report, _) = json(check().arg("page_size:1g"));
     assert!(report["driver"]["error"].as_str().unwrap().starts_with("/nonexistent/version.info: "));
 }
+
+#[test]
+fn cuda_is_checked_as_with_its_switch_and_says_when_the_switch_is_off() {
+    let (report, code) = json(check().args(["--runtime", "cuda", "max_split_size_mb:128"]));
+    assert_eq!((code, report["rule"].as_str().unwrap()), (0, "append"), "{report}");
+    assert_eq!(report["result"]["name"], "PYTORCH_CUDA_ALLOC_CONF");
+    assert_eq!(report["result"]["value"], "max_split_size_mb:128,expandable_segments:True");
+    // CUDA's lines have one tokenizer.
+    assert_eq!(report["parses"].as_array().unwrap().len(), 1, "{report}");
+    // From the environment, without the switch: what it would do, and that it will not.
+    let (report, code) = json(check().args(["--runtime", "cuda"]));
+    assert_eq!(
+        (code, report["rule"].as_str().unwrap(), report["verdict"].as_str().unwrap()),
+        (1, "unset", "unchanged")
+    );
+    assert!(report["notes"][0].as_str().unwrap().contains("NPU_ALLOC_SHIM_CUDA_NORMALIZE is not 1"), "{report}");
+    let (report, code) = json(
+        check()
+            .args(["--runtime", "cuda"])
+            .env("NPU_ALLOC_SHIM_CUDA_NORMALIZE", "1")
+            .env("PYTORCH_ALLOC_CONF", "backend:cudaMallocAsync"),
+    );
+    assert_eq!((code, report["rule"].as_str().unwrap()), (2, "conflict"), "{report}");
+    assert!(report["message"].as_str().unwrap().contains("has no expandable segments"), "{report}");
+    let (report, code) = json(check().args(["--runtime", "cuda"]).env("NPU_ALLOC_SHIM_CUDA_NORMALIZE", "1"));
+    assert_eq!((code, report["rule"].as_str().unwrap()), (0, "unset"), "{report}");
+    assert!(report["notes"].as_array().unwrap().is_empty(), "{report}");
+}

@@ -49,6 +49,11 @@ pub struct CheckArgs {
     /// /usr/local/Ascend/driver/version.info]
     #[arg(long, value_name = "FILE")]
     driver_version_file: Option<PathBuf>,
+    /// The runtime whose variables are checked: npu (torch_npu's) or cuda
+    /// (PyTorch's CUDA allocator; changed only with
+    /// NPU_ALLOC_SHIM_CUDA_NORMALIZE=1, and shown as with it)
+    #[arg(long, value_name = "RUNTIME", default_value = "npu", value_parser = ["npu", "cuda"])]
+    runtime: String,
     /// The command line the library would see, for sleep-mode detection
     /// (default: none)
     #[arg(last = true, value_name = "COMMAND")]
@@ -56,18 +61,34 @@ pub struct CheckArgs {
 }
 
 pub fn check(args: CheckArgs) -> i32 {
-    // `check` answers for the first runtime (torch_npu's variable).
-    let spec = runtime::primary();
+    let spec = runtime::by_name(&args.runtime).unwrap_or_else(runtime::primary);
     let mut notes = Vec::new();
     let argv: Vec<Vec<u8>> = args.command.iter().map(|a| a.as_bytes().to_vec()).collect();
-    let (source, facts) = match &args.value {
+    let (source, mut facts) = match &args.value {
         Some(value) => ("argument", Facts { argv, specific: Some(value.as_bytes().to_vec()), ..Facts::default() }),
         None => ("environment", environment_facts(spec, argv, &mut notes)),
     };
+    // An opt-in runtime is shown as with its switch on, and said so: what
+    // the operator wants to know is what the switch would do.
+    let switched_off = match spec.opt_in_var {
+        Some(switch) if !facts.opted_in && source == "environment" => {
+            notes.push(format!(
+                "{switch} is not 1: the library leaves {} alone; shown is what it would do with {switch}=1",
+                spec.conf_var
+            ));
+            true
+        }
+        _ => false,
+    };
+    facts.opted_in = true;
     let decision = decide::decide(spec, &facts);
     let torch_npu: Lookup = installed::torch_npu(&args.python, spec.python_package).into();
     let driver: Lookup = installed::driver(args.driver_version_file.as_deref(), spec).into();
-    let report = build(spec, source, &facts, &decision, torch_npu, driver, notes);
+    let mut report = build(spec, source, &facts, &decision, torch_npu, driver, notes);
+    if switched_off && report.exit_status == 0 {
+        report.exit_status = 1;
+        report.verdict = "unchanged";
+    }
     if args.json {
         println!("{}", report.to_json());
     } else {
@@ -148,7 +169,11 @@ fn build(
     };
     let value = value_of(name);
     let installed_torch_npu = torch_npu.found.as_ref().and_then(|f| f.parsed.as_ref());
-    let parses = Dialect::ALL.iter().map(|&d| parse_report(spec, value, d, installed_torch_npu)).collect();
+    let parses = Dialect::ALL
+        .iter()
+        .filter(|&&d| spec.wording.dialects[d as usize].is_some())
+        .map(|&d| parse_report(spec, value, d, installed_torch_npu))
+        .collect();
     let mut warnings = Vec::new();
     if let Some(version) = installed_torch_npu {
         let keys = known_keys(spec, value.unwrap_or_default());
@@ -218,7 +243,7 @@ fn parse_report(
         .map(|entry| {
             let since = key_table::find(spec.keys, entry.key.as_bytes()).map(|k| k.since);
             EntryReport {
-                accepted_by: since.map_or("no torch_npu version", Since::describe),
+                accepted_by: since.map_or(spec.wording.no_line, |since| spec.wording.accepted_by(since)),
                 installed: since
                     .zip(installed)
                     .map(|(since, version)| (spec.versions.acceptance)(version, since).name()),
@@ -232,7 +257,7 @@ fn parse_report(
             Dialect::Strict => "strict",
             Dialect::Lenient => "lenient",
         },
-        description: dialect.describe(),
+        description: spec.wording.dialects[dialect as usize].unwrap_or(""),
         entries,
         ends_with_comma,
         error,

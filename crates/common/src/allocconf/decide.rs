@@ -296,6 +296,10 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
             }
         };
     }
+    if let Some(Conflict { key, reason: Some(reason), .. }) = conflicts_in(spec, value).first() {
+        let message = format!("{var}={shown} sets {key}: {reason}: left alone");
+        return Decision::new(Rule::Conflict, Action::Keep, Level::Warn, message);
+    }
     if let Some(conflict) = conflicts_in(spec, value).first().map(|c| c.key) {
         let message = format!(
             "{var}={shown} sets {conflict}, which {framework} refuses together with {pair}: left alone. \

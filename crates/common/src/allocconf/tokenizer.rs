@@ -16,13 +16,6 @@ pub enum Dialect {
 impl Dialect {
     pub const ALL: [Dialect; 2] = [Dialect::Strict, Dialect::Lenient];
 
-    pub fn describe(self) -> &'static str {
-        match self {
-            Dialect::Strict => "older torch_npu tokenizer (2.5.1)",
-            Dialect::Lenient => "newer torch_npu tokenizer (2.10)",
-        }
-    }
-
     fn drops(self, byte: u8) -> bool {
         match self {
             Dialect::Strict => byte == b' ',

@@ -12,16 +12,6 @@ pub enum Since {
     Master,
 }
 
-impl Since {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Since::Legacy => "all torch_npu lines (2.5.1 included)",
-            Since::Newer => "newer torch_npu (2.10.0.post4 accepts it, 2.5.1 rejects it)",
-            Since::Master => "torch_npu development branch only",
-        }
-    }
-}
-
 /// The value rule of one key, as torch_npu checks it.
 #[derive(Clone, Copy, Debug)]
 pub enum ValueRule {
@@ -72,17 +62,24 @@ pub struct Conflict {
     /// the installed line and leaves every conflict alone; `check`, which
     /// knows it, says whether the installed line refuses it.
     pub since: Since,
+    /// Why it is left alone, when not because the framework refuses the pair.
+    pub reason: Option<&'static str>,
 }
 
 impl Conflict {
     /// A key that conflicts whatever its value.
     pub const fn key(key: &'static str, since: Since) -> Self {
-        Conflict { key, values: &[], since }
+        Conflict { key, values: &[], since, reason: None }
     }
 
     /// A key that conflicts with some of its values only.
     pub const fn values(key: &'static str, values: &'static [&'static str], since: Since) -> Self {
-        Conflict { key, values, since }
+        Conflict { key, values, since, reason: None }
+    }
+
+    /// The same conflict, said with its own reason.
+    pub const fn because(self, reason: &'static str) -> Self {
+        Conflict { reason: Some(reason), ..self }
     }
 }
 

@@ -139,6 +139,25 @@ pub struct Wording {
     pub collective_buffers: &'static str,
     /// Where an error code is looked up.
     pub error_codes: &'static str,
+    /// Which lines accept a key, for `Since::Legacy`, `Newer` and `Master`.
+    pub key_lines: [&'static str; 3],
+    /// What accepts a key no line knows.
+    pub no_line: &'static str,
+    /// The framework's tokenizers, for the strict and the lenient dialect
+    /// (`allocconf::tokenizer::Dialect`, in that order); `None`: no line
+    /// of it tokenizes that way.
+    pub dialects: [Option<&'static str>; 2],
+}
+
+impl Wording {
+    /// Which lines accept a key accepted since `since`.
+    pub fn accepted_by(&self, since: Since) -> &'static str {
+        match since {
+            Since::Legacy => self.key_lines[0],
+            Since::Newer => self.key_lines[1],
+            Since::Master => self.key_lines[2],
+        }
+    }
 }
 
 impl RuntimeSpec {

@@ -73,5 +73,8 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
         memory_reserved: "torch.toy.memory_reserved()",
         collective_buffers: "the toy's buffer size",
         error_codes: "the toy's error codes",
+        key_lines: ["every toy line", "newer toy lines", "the toy's development branch"],
+        no_line: "no toy version",
+        dialects: [None, Some("the toy's tokenizer")],
     },
 };

@@ -133,7 +133,8 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     enable_value: "True",
     // The asynchronous backend has no expandable segments; the max_split and
     // GC conflict was removed before 2.5 (pytorch#134338).
-    conflicts: &[Conflict::values("backend", &["cudaMallocAsync"], LEGACY)],
+    conflicts: &[Conflict::values("backend", &["cudaMallocAsync"], LEGACY)
+        .because("the cudaMallocAsync backend has no expandable segments (the key has no effect there)")],
     keys: &KEYS,
     symbol_prefixes: &["cuda", "cu"],
     hooks: &HOOKS,
@@ -161,6 +162,14 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
         memory_reserved: "torch.cuda.memory_reserved()",
         collective_buffers: "NCCL_BUFFSIZE for libnccl",
         error_codes: "CUDA's cudaError_t / CUresult codes",
+        key_lines: [
+            "every torch line from 2.5.1 on",
+            "newer torch (2.10 accepts it; older lines not checked)",
+            "torch development branch only",
+        ],
+        no_line: "no torch version",
+        // c10's ConfigTokenizer on every line: splits on , : [ ] and drops whitespace.
+        dialects: [None, Some("PyTorch allocator config tokenizer")],
     },
 };
 

@@ -157,5 +157,12 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
         memory_reserved: "torch.npu.memory_reserved()",
         collective_buffers: "HCCL_BUFFSIZE for libhccl",
         error_codes: "the CANN error codes",
+        key_lines: [
+            "all torch_npu lines (2.5.1 included)",
+            "newer torch_npu (2.10.0.post4 accepts it, 2.5.1 rejects it)",
+            "torch_npu development branch only",
+        ],
+        no_line: "no torch_npu version",
+        dialects: [Some("older torch_npu tokenizer (2.5.1)"), Some("newer torch_npu tokenizer (2.10)")],
     },
 };

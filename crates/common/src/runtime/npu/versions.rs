@@ -74,11 +74,11 @@ pub fn torch_npu_warnings(torch_npu: &Version, keys: &[(&str, Since)]) -> Vec<St
             Acceptance::Rejected => warnings.push(format!(
                 "torch_npu {v} rejects {key} (verified on 2.5.1: \
                  \"Unrecognized CachingAllocator option: {key}\"); {key} is accepted by {}",
-                since.describe()
+                super::SPEC.wording.accepted_by(since)
             )),
             Acceptance::MayBeRejected => warnings.push(format!(
                 "torch_npu {v} may reject {key} (not verified); {key} is accepted by {}",
-                since.describe()
+                super::SPEC.wording.accepted_by(since)
             )),
         }
     }
