@@ -59,11 +59,13 @@ type Case = (&'static [&'static str], &'static [(&'static str, &'static str)], &
 
 #[test]
 fn opted_in_the_known_breakages_are_left_alone_and_said() {
-    let cases: [Case; 5] = [
+    let cases: [Case; 7] = [
         (&[], &[(CUDA, "backend:cudaMallocAsync")], "sets backend"),
         (&[], &[(CUDA, "expandable_segments:False")], ""),
         (&["--enable-sleep-mode"], &[], "pools device memory itself"),
         (&["--enable-memory-saver"], &[], "pools device memory itself"),
+        (&["serve", "--tensor-parallel-size", "2"], &[], "tensor parallelism 2 with vLLM's custom all-reduce"),
+        (&["--kv-transfer-config", "{}"], &[], "pools device memory itself"),
         (&[], &[(CUDA, "a:1"), (GENERIC, "b:2")], "both PYTORCH_CUDA_ALLOC_CONF and PYTORCH_ALLOC_CONF are set"),
     ];
     for (args, env, said) in cases {
@@ -77,6 +79,8 @@ fn opted_in_the_known_breakages_are_left_alone_and_said() {
             assert!(!values.contains_key(CUDA), "{args:?}: {values:?}");
         }
         assert_eq!(values.get("NPU_ALLOC_SHIM_CUDA_DECISION").map(String::as_str), Some("kept"), "{args:?} {env:?}");
+        // The NPU's decision in the same process is not said here.
+        assert!(lines.iter().all(|l| !l.contains("PYTORCH_NPU_ALLOC_CONF")), "{lines:?}");
         if said.is_empty() {
             assert!(lines.is_empty(), "{lines:?}");
         } else {
@@ -84,6 +88,9 @@ fn opted_in_the_known_breakages_are_left_alone_and_said() {
             assert!(lines[0].contains(said), "{args:?} {env:?}: {lines:?}");
         }
     }
+    // Without custom all-reduce, tensor parallelism is no reason.
+    let (values, _) = seen(&["serve", "-tp", "2", "--disable-custom-all-reduce"], &[OPT_IN]);
+    assert_eq!(values[CUDA], "expandable_segments:True");
     // The switches that turn everything off still do.
     let (values, lines) = seen(&[], &[OPT_IN, ("NPU_ALLOC_SHIM_NORMALIZE", "0")]);
     assert!(!values.contains_key(CUDA) && lines.is_empty(), "{values:?} {lines:?}");

@@ -53,6 +53,7 @@ pub enum Rule {
     BothSet,
     GenericOutsideRuntime,
     NotOptedIn,
+    KnownBreakage,
 }
 
 impl Rule {
@@ -74,6 +75,7 @@ impl Rule {
             Rule::BothSet => "both-set",
             Rule::GenericOutsideRuntime => "generic-outside-runtime",
             Rule::NotOptedIn => "not-opted-in",
+            Rule::KnownBreakage => "known-breakage",
         }
     }
 }
@@ -167,6 +169,10 @@ pub fn decide(spec: &RuntimeSpec, facts: &Facts) -> Decision {
             quote(flag.as_bytes(), MESSAGE_LIMIT)
         );
         return Decision::new(Rule::MemoryPool, Keep, Level::Info, message);
+    }
+    if let Some(why) = (spec.argv_breakage)(&facts.argv) {
+        let message = format!("{} left alone: {why}", spec.conf_var);
+        return Decision::new(Rule::KnownBreakage, Keep, Level::Info, message);
     }
     if let Some(decision) = follow_parent(spec, facts) {
         return decision;
@@ -582,6 +588,10 @@ mod tests {
             let d = decide(&CUDA, &Facts { argv, ..cuda(None, None) });
             assert_eq!((d.rule, &d.action), (Rule::MemoryPool, &Action::Keep), "{flag}");
         }
+        let argv = ["vllm", "serve", "m", "-tp", "2"].map(|a| a.as_bytes().to_vec()).to_vec();
+        let d = decide(&CUDA, &Facts { argv, ..cuda(None, None) });
+        assert_eq!((d.rule, &d.action), (Rule::KnownBreakage, &Action::Keep));
+        assert!(d.message.contains("--disable-custom-all-reduce"), "{}", d.message);
         let d = decide(&CUDA, &cuda(Some("Unknown_key:1"), None));
         assert_eq!((d.rule, d.level), (Rule::Invalid, Level::Warn));
     }

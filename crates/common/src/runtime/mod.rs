@@ -85,6 +85,9 @@ pub struct RuntimeSpec {
     /// Command-line flags of programs whose allocator pools device memory
     /// itself (sleep mode, memory savers), which keep their configuration.
     pub memory_pool_flags: &'static [&'static str],
+    /// Other command lines where expandable segments are known to break,
+    /// and why (`None`: this one is not).
+    pub argv_breakage: fn(argv: &[Vec<u8>]) -> Option<String>,
     /// The key this product turns on.
     pub enable_key: &'static str,
     /// The value written for `enable_key`.

@@ -45,6 +45,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     opt_in_var: None,
     both_set_note: "torch_toy reads only TOY_ALLOC_CONF",
     memory_pool_flags: &["--toy-pool"],
+    argv_breakage: |_| None,
     enable_key: "expandable_segments",
     enable_value: "True",
     conflicts: &[Conflict::values("backend", &["async"], Since::Legacy)],

@@ -3,6 +3,7 @@
 //! key strings of the torch 2.10.0 wheel's `libc10.so`/`libc10_cuda.so`,
 //! CUDA 12's `cuda_runtime_api.h` and `cuda.h` (shared/notes/cuda.md).
 
+mod argv;
 pub mod versions;
 
 use super::keys::{Conflict, KeySpec, Since, ValueRule};
@@ -129,6 +130,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     // vLLM sleep mode (CuMemAllocator + MemPool), SGLang's torch_memory_saver,
     // vLLM's KV-transfer connectors (NIXL) (shared/notes/cuda.md).
     memory_pool_flags: &["--enable-sleep-mode", "--enable-memory-saver", "--kv-transfer-config"],
+    argv_breakage: argv::breakage,
     enable_key: "expandable_segments",
     enable_value: "True",
     // The asynchronous backend has no expandable segments; the max_split and

@@ -124,6 +124,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     opt_in_var: None,
     both_set_note: "newer torch_npu refuses that, older ones ignore PYTORCH_ALLOC_CONF",
     memory_pool_flags: &["--enable-sleep-mode", "--vllm.enable-sleep", "--vllm-enable-sleep", "--enable-memory-saver"],
+    argv_breakage: |_| None,
     enable_key: "expandable_segments",
     enable_value: "True",
     // NPUCachingAllocator refuses expandable segments with either (2.1.0-6.0.rc1 on).
