@@ -67,6 +67,31 @@ impl Row {
     }
 }
 
+/// The client on the null CUDA runtime (`benches/fixtures/null_cudart.c`).
+fn cuda_client() -> PathBuf {
+    let dir = crate::fixture_dir().join("bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir_text = dir.display().to_string();
+    crate::compile_c(
+        "bench/libcudart.so.12",
+        &["benches/fixtures/null_cudart.c"],
+        &["-O2", "-shared", "-fPIC", "-Wl,-soname,libcudart.so.12"],
+    );
+    crate::compile_c(
+        "bench/bench_client_cuda",
+        &["benches/fixtures/bench_client.c"],
+        &[
+            "-O2",
+            "-DBENCH_CUDA",
+            &format!("-L{dir_text}"),
+            "-l:libcudart.so.12",
+            &format!("-Wl,-rpath,{dir_text}"),
+            "-ldl",
+            "-pthread",
+        ],
+    )
+}
+
 /// The null runtime and the client, compiled once.
 fn fixtures() -> (PathBuf, PathBuf) {
     let dir = crate::fixture_dir().join("bench");
@@ -159,6 +184,7 @@ pub fn per_call(settings: Settings, dir: &Path) -> Vec<Row> {
     });
     let mut traced_1 = 0.0;
     let mut one_device_2 = 0.0;
+    let cuda = cuda_client();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     for &threads in settings.thread_counts {
         for same_device in [false, true] {
@@ -202,6 +228,27 @@ pub fn per_call(settings: Settings, dir: &Path) -> Vec<Row> {
             });
         }
     }
+    // The CUDA backend's pair, against the same work without the library
+    // and against the NPU's traced pair (the goal: it costs what that costs).
+    let cuda_direct = pair_cost(&cuda, Mode::Without, 1, false, settings, dir);
+    let cuda_off = pair_cost(&cuda, Mode::TracingOff, 1, false, settings, dir);
+    rows.push(Row {
+        what: "cudaMalloc/cudaFree pair, 1 thread, tracing off".into(),
+        without: cuda_direct,
+        with: cuda_off,
+        unit: "ns",
+        goal: format!("within 2 ns of direct: {:+.1} ns", cuda_off - cuda_direct),
+        meets: Some(cuda_off - cuda_direct <= 2.0),
+    });
+    let cuda_traced = pair_cost(&cuda, Mode::TracingOn, 1, false, settings, dir);
+    rows.push(Row {
+        what: "cudaMalloc/cudaFree pair, 1 thread, tracing on (without: the NPU pair, tracing on)".into(),
+        without: traced_1,
+        with: cuda_traced,
+        unit: "ns",
+        goal: format!("what the NPU pair costs, at most 1.1x: {:.2}x", cuda_traced / traced_1),
+        meets: Some(cuda_traced <= traced_1 * 1.1),
+    });
     rows.push(device_readings_cost(&client, settings, dir));
     if settings.count_instructions {
         rows.extend(device_reading_instructions(&client, settings, dir));
