@@ -49,7 +49,7 @@ cudart=libcudart.so.$major
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 stamp_text() {
-    echo "major=$major torch_lib=${torch_lib:+$(cd "$torch_lib" && pwd)}"
+    echo "cc=${CC:-cc} major=$major torch_lib=${torch_lib:+$(cd "$torch_lib" && pwd)}"
     cat "$here/build.sh" "$here/fake_cuda.h" "$here/fake_cudart.c" "$here/fake_cuda_driver.c" \
         "$here/fake_nvml.c" "$here/libcudart.map" "$here/gen_cuda_stubs.py" "$here/../../crates/cli/assets/sim_runtime/device_counters.h" |
         sha256sum
@@ -71,13 +71,13 @@ sed "s/^libcudart\.so\.12 {/$cudart {/" "$here/libcudart.map" >"$tmp/libcudart.m
 
 # The driver first: the runtime links it (its private account functions).
 build_fakes() { # [driver extra .c] [runtime extra .c] [NVML extra .c]
-    cc "${cflags[@]}" -DFAKE_CUDA_DEFAULT_DRIVER_VERSION="$driver_version" -o "$tmp/libcuda.so.1" \
+    "${CC:-cc}" "${cflags[@]}" -DFAKE_CUDA_DEFAULT_DRIVER_VERSION="$driver_version" -o "$tmp/libcuda.so.1" \
         -Wl,-soname,libcuda.so.1 "$here/fake_cuda_driver.c" ${1:+"$1"} -lpthread -ldl
     ln -sf libcuda.so.1 "$tmp/libcuda.so"
-    cc "${cflags[@]}" -DFAKE_CUDART_MAJOR="$major" -o "$tmp/$cudart" -Wl,-soname,"$cudart" \
+    "${CC:-cc}" "${cflags[@]}" -DFAKE_CUDART_MAJOR="$major" -o "$tmp/$cudart" -Wl,-soname,"$cudart" \
         -Wl,--version-script="$tmp/libcudart.map" "$here/fake_cudart.c" ${2:+"$2"} \
         -Wl,--no-as-needed -L"$tmp" -lcuda -Wl,-rpath,'$ORIGIN' -lpthread
-    cc "${cflags[@]}" -o "$tmp/libnvidia-ml.so.1" -Wl,-soname,libnvidia-ml.so.1 "$here/fake_nvml.c" ${3:+"$3"} \
+    "${CC:-cc}" "${cflags[@]}" -o "$tmp/libnvidia-ml.so.1" -Wl,-soname,libnvidia-ml.so.1 "$here/fake_nvml.c" ${3:+"$3"} \
         -Wl,--no-as-needed -L"$tmp" -lcuda -Wl,-rpath,'$ORIGIN'
 }
 build_fakes
@@ -90,7 +90,7 @@ if [[ -n $torch_lib ]]; then
         build_fakes "$tmp/stubs/driver_extra.c" "$tmp/stubs/cudart_extra.c" "$tmp/stubs/nvml_extra.c"
     fi
     while read -r soname source map; do
-        cc -shared -fPIC -O0 -w -o "$tmp/stubs/$soname" -Wl,-soname,"$soname" \
+        "${CC:-cc}" -shared -fPIC -O0 -w -o "$tmp/stubs/$soname" -Wl,-soname,"$soname" \
             ${map:+-Wl,--version-script="$tmp/stubs/$map"} "$tmp/stubs/$source"
     done <"$tmp/stubs/libs.txt"
 fi

@@ -3,6 +3,7 @@
 //! One test binary per room; each module was a test file of its own.
 
 mod lines;
+mod torch_cuda;
 mod torch_npu;
 mod whatif;
 mod wheel;

@@ -180,8 +180,9 @@ fn build(
         warnings.extend((spec.versions.framework_warnings)(version, &keys));
         if name == spec.generic_conf_var && !(spec.versions.reads_generic_variable)(version) {
             warnings.push(format!(
-                "torch_npu {} reads only {}: {name} has no effect there, with or without the library; \
+                "{} {} reads only {}: {name} has no effect there, with or without the library; \
                  set {} instead",
+                spec.framework,
                 version.as_str(),
                 spec.conf_var,
                 spec.conf_var

@@ -9,7 +9,13 @@ pub fn libraries() -> PathBuf {
     let out = crate::fixture_dir().join("fake_cuda");
     let _guard = crate::FileLock::acquire(&crate::fixture_dir().join("fake_cuda.lock"));
     let script = crate::repo().join("tests/fake_cuda/build.sh");
-    let output = Command::new("bash").arg(&script).arg(&out).output().expect("run tests/fake_cuda/build.sh");
+    // The fixtures' compiler (a cross compiler for an aarch64 test run).
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg(&out)
+        .env("CC", crate::c_compiler())
+        .output()
+        .expect("run tests/fake_cuda/build.sh");
     assert!(output.status.success(), "{script:?}: {}", String::from_utf8_lossy(&output.stderr));
     out
 }

@@ -204,6 +204,7 @@ pub fn conflicts_in(spec: &RuntimeSpec, value: &[u8]) -> Vec<&'static Conflict> 
 fn decide_variables(spec: &RuntimeSpec, facts: &Facts) -> Decision {
     use Action::Keep;
     match (&facts.specific, &facts.generic) {
+        (Some(value), Some(_)) if spec.specific_wins => decide_value(spec, spec.conf_var, Some(value)),
         (Some(_), Some(_)) => {
             let message = format!(
                 "both {} and {} are set ({}): left alone, set only one of them",
@@ -570,9 +571,12 @@ mod tests {
             set_value(&d),
             Some(("PYTORCH_ALLOC_CONF", "roundup_power2_divisions:4,expandable_segments:True".into()))
         );
-        let d = decide(&CUDA, &cuda(Some("a:1"), Some("b:2")));
-        assert_eq!((d.rule, d.level), (Rule::BothSet, Level::Warn));
-        assert!(d.message.contains("vLLM's sleep-mode guard reads only PYTORCH_CUDA_ALLOC_CONF"), "{}", d.message);
+        // Both set: every line reads PYTORCH_CUDA_ALLOC_CONF alone (measured).
+        let d = decide(&CUDA, &cuda(Some("max_split_size_mb:128"), Some("roundup_power2_divisions:4")));
+        assert_eq!(
+            set_value(&d),
+            Some(("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128,expandable_segments:True".into()))
+        );
     }
 
     #[test]

@@ -82,6 +82,10 @@ pub struct RuntimeSpec {
     /// Which of the two variables the framework's lines read when both are
     /// set, for the message of that case.
     pub both_set_note: &'static str,
+    /// Whether every line reads the specific variable alone when both are
+    /// set (CUDA, measured): the decision is then made on it. Otherwise
+    /// both are left alone (newer torch_npu refuses the pair).
+    pub specific_wins: bool,
     /// Command-line flags of programs whose allocator pools device memory
     /// itself (sleep mode, memory savers), which keep their configuration.
     pub memory_pool_flags: &'static [&'static str],

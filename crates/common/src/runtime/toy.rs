@@ -43,6 +43,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     marker_var: "TOY_ALLOC_SHIM_DECISION",
     environment_markers: &["TOY_RUNTIME_HOME"],
     opt_in_var: None,
+    specific_wins: false,
     both_set_note: "torch_toy reads only TOY_ALLOC_CONF",
     memory_pool_flags: &["--toy-pool"],
     argv_breakage: |_| None,

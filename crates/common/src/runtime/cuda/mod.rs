@@ -116,17 +116,17 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     name: "cuda",
     framework: "torch",
     segment_alloc_api: "cuMemCreate",
-    // PyTorch reads PYTORCH_ALLOC_CONF first where it knows it, then this
-    // one, on every line: the variable written when neither is set
-    // (docs/cuda-variables.md has the measurements).
+    // Every line from 2.5.1 to 2.15.0 reads it and, when both are set, it
+    // alone; PYTORCH_ALLOC_CONF is read from 2.10 on only
+    // (docs/cuda-variables.md): the variable written when neither is set.
     conf_var: "PYTORCH_CUDA_ALLOC_CONF",
     generic_conf_var: "PYTORCH_ALLOC_CONF",
     marker_var: "NPU_ALLOC_SHIM_CUDA_DECISION",
     // No deployment marker is needed: the operator opted in.
     environment_markers: &[],
     opt_in_var: Some("NPU_ALLOC_SHIM_CUDA_NORMALIZE"),
-    both_set_note: "PyTorch lines that know PYTORCH_ALLOC_CONF read it first, older ones only PYTORCH_CUDA_ALLOC_CONF, \
-                    and vLLM's sleep-mode guard reads only PYTORCH_CUDA_ALLOC_CONF",
+    specific_wins: true,
+    both_set_note: "every torch line reads only PYTORCH_CUDA_ALLOC_CONF then",
     // vLLM sleep mode (CuMemAllocator + MemPool), SGLang's torch_memory_saver,
     // vLLM's KV-transfer connectors (NIXL) (shared/notes/cuda.md).
     memory_pool_flags: &["--enable-sleep-mode", "--enable-memory-saver", "--kv-transfer-config"],

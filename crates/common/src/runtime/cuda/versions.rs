@@ -9,7 +9,8 @@ use crate::version::{Version, known};
 pub const TORCH_EXPANDABLE_SINCE: &str = "2.1.0";
 /// The line checked to accept every key of the table (`Since::Newer` included).
 pub const TORCH_CHECKED_LINE: (u64, u64) = (2, 10);
-/// First line checked to read `PYTORCH_ALLOC_CONF` on CUDA.
+/// First line that reads `PYTORCH_ALLOC_CONF` on CUDA (2.5.1, 2.8.0 and
+/// 2.9.1 ignore it; measured, docs/cuda-variables.md).
 pub const TORCH_GENERIC_VARIABLE_SINCE: (u64, u64) = (2, 10);
 
 /// The driver version from `/proc/driver/nvidia/version`

@@ -122,6 +122,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     // operator packages through ASCEND_OPP_PATH. CUDA hosts have none.
     environment_markers: &["ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME", "ASCEND_OPP_PATH", "ASCEND_AICPU_PATH"],
     opt_in_var: None,
+    specific_wins: false,
     both_set_note: "newer torch_npu refuses that, older ones ignore PYTORCH_ALLOC_CONF",
     memory_pool_flags: &["--enable-sleep-mode", "--vllm.enable-sleep", "--vllm-enable-sleep", "--enable-memory-saver"],
     argv_breakage: |_| None,
