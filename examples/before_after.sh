@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The before/after on the real torch_npu allocator, in one command:
 #
-#   examples/before_after.sh [--line 2.10|2.5] [--trace DIR] [--device-gb N] [--runtime-mb M]
+#   examples/before_after.sh [--line 2.10|2.5] [--trace DIR] [--device-gb N] [--runtime-mb M] [--cuda]
 #
 # Installs the real torch + torch_npu wheels into a cached virtual environment
 # (scripts/torch-npu-venv.sh), builds the library (cargo build --release) and
@@ -21,16 +21,22 @@
 # and DIR/after.json, for `npu-alloc-shim report`/`diff`. The "before" run then
 # has the library preloaded with NPU_ALLOC_SHIM_NORMALIZE=0: it records and
 # leaves the configuration alone, so the allocator behaves as without it.
+#
+# --cuda adds the CUDA line: PyPI's torch 2.10.0 (a CUDA build) on the fake
+# CUDA runtime of tests/fake_cuda (scripts/torch-cuda-venv.sh, a 3 GiB device),
+# tests/fixtures/cuda_multimodal.py with the library preloaded, without and
+# with NPU_ALLOC_SHIM_CUDA_NORMALIZE=1 (CUDA normalization is opt-in).
 set -euo pipefail
 
-line=2.10 trace="" device_gb=3 runtime_mb=192
+line=2.10 trace="" device_gb=3 runtime_mb=192 cuda=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --line) line=$2; shift 2 ;;
         --trace) trace=$2; shift 2 ;;
         --device-gb) device_gb=$2; shift 2 ;;
         --runtime-mb) runtime_mb=$2; shift 2 ;;
-        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+        --cuda) cuda=1; shift ;;
+        -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "before_after: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -115,4 +121,40 @@ PY
 if [[ -n $trace ]]; then
     echo "recordings: $trace/before.json $trace/after.json" \
         "(npu-alloc-shim diff $trace/before.json $trace/after.json)"
+fi
+
+if [[ $cuda -eq 1 ]]; then
+    cuda_venv=$(scripts/torch-cuda-venv.sh 2.10.0)
+    cuda_run() { # NAME ENV... : the CUDA workload with the library preloaded
+        local name=$1 status=0
+        shift
+        echo "== $name: torch 2.10.0 on a 3 GiB fake CUDA device" >&2
+        (
+            # env.sh appends the fake runtime after what LD_PRELOAD holds.
+            export LD_PRELOAD=$library
+            # shellcheck disable=SC1091
+            source "$cuda_venv/env.sh"
+            cd "$tmp" && env -u PYTORCH_CUDA_ALLOC_CONF -u PYTORCH_ALLOC_CONF "$@" \
+                "$cuda_venv/bin/python" "$repo/tests/fixtures/cuda_multimodal.py" >"$tmp/$name.out" 2>"$tmp/$name.err"
+        ) || status=$?
+        if [[ $status -ne 0 && $status -ne 1 ]] || ! tail -1 "$tmp/$name.out" | grep -q '"outcome"'; then
+            echo "before_after: the $name run failed (exit $status):" >&2
+            tail -20 "$tmp/$name.err" >&2
+            exit 1
+        fi
+        grep '^npu-alloc-shim:' "$tmp/$name.err" >&2 || true
+        tail -1 "$tmp/$name.out" >"$tmp/$name.json"
+    }
+    cuda_run cuda-before NPU_ALLOC_SHIM_CUDA_NORMALIZE=0
+    cuda_run cuda-after NPU_ALLOC_SHIM_CUDA_NORMALIZE=1
+    "$python" - "$tmp" <<'PY'
+import json, sys
+tmp = sys.argv[1]
+print("CUDA: torch 2.10.0 (PyPI's CUDA build, real caching allocator) on a 3 GiB fake device, library preloaded:")
+for label, name in (("without the switch", "cuda-before"), ("NPU_ALLOC_SHIM_CUDA_NORMALIZE=1", "cuda-after")):
+    r = json.load(open(f"{tmp}/{name}.json"))
+    print(f"  {label:>31}: {r['outcome']:9} ({r['completed_requests']}/{r['requests']} requests)"
+          f"  peak reserved {r['reserved_bytes_peak'] / 2**30:.3f} GiB"
+          f"  PYTORCH_CUDA_ALLOC_CONF={r['PYTORCH_CUDA_ALLOC_CONF']!r}")
+PY
 fi
