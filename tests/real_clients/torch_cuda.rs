@@ -181,3 +181,27 @@ fn an_explicit_choice_and_the_async_backend_are_left_alone() {
     assert_eq!(n(&asynchronous.recording, "/by_api/cuMemCreate/calls"), 0);
     assert_recording_matches(&asynchronous);
 }
+
+#[test]
+fn the_gpu_check_script_passes_on_the_fake_runtime_with_a_capped_larger_device() {
+    let Some(env) = environment() else { return };
+    let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).expect(name);
+    // As on a real GPU: a device larger than the workload's 3 GiB, capped.
+    let mut command = support::clean_command(support::repo().join("scripts/gpu-check.sh"));
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.env("FAKE_CUDA_DEVICE_BYTES", (8u64 << 30).to_string()).args([
+        "--lib",
+        &support::library().display().to_string(),
+        "--python",
+        &get("TORCH_CUDA_PYTHON"),
+    ]);
+    let out = support::run_with_timeout(&mut command, LIMIT);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let line = stdout.lines().last().unwrap_or_default();
+    assert!(line.starts_with("gpu-check: torch 2.10.0"), "{line}");
+    assert!(line.contains("capped at 3.0 GiB") && line.contains("before: oom") && line.contains("after: completed"));
+    assert!(line.ends_with("-> OK"), "{line}");
+}
