@@ -11,4 +11,5 @@ mod large;
 mod mem_usage;
 mod outputs;
 mod run;
+mod runtimes;
 mod top;

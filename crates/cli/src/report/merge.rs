@@ -59,6 +59,19 @@ pub struct LowerLayer {
     pub apis: BTreeSet<String>,
 }
 
+/// One runtime's share of a job (a job may mix NPU and CUDA processes).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RuntimeSummary {
+    pub runtime: String,
+    pub processes: u64,
+    /// Device memory summed over its processes (peak: the sum of their peaks).
+    pub totals: Counters,
+    pub host: Counters,
+    pub out_of_memory_failures: u64,
+    /// Its processes that mapped memory (expandable segments in effect).
+    pub processes_mapping: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct FailureRecord {
     pub hostname: String,
@@ -95,6 +108,8 @@ pub struct Merged {
     pub highest_peak: u64,
     pub highest_peak_process: Option<String>,
     pub host: Counters,
+    /// Per runtime, by name (a recording's `runtime`).
+    pub by_runtime: Vec<RuntimeSummary>,
     pub by_api: BTreeMap<String, ApiCounters>,
     pub histogram: Vec<Bucket>,
     pub devices: Vec<DeviceSummary>,
@@ -151,6 +166,7 @@ pub struct Merger {
     end: u64,
     totals: Counters,
     host: Counters,
+    by_runtime: BTreeMap<String, RuntimeSummary>,
     by_api: BTreeMap<String, ApiCounters>,
     counts: Vec<u64>,
     bytes: Vec<u64>,
@@ -186,6 +202,7 @@ impl Default for Merger {
             end: 0,
             totals: Counters::default(),
             host: Counters::default(),
+            by_runtime: BTreeMap::new(),
             by_api: BTreeMap::new(),
             counts: vec![0; histogram::BUCKETS],
             bytes: vec![0; histogram::BUCKETS],
@@ -236,6 +253,15 @@ impl Merger {
         add(&mut self.totals, &r.totals);
         add(&mut self.host, &r.host);
         let spec = super::runtime_of(r);
+        let runtime = self
+            .by_runtime
+            .entry(spec.name.to_owned())
+            .or_insert_with(|| RuntimeSummary { runtime: spec.name.to_owned(), ..RuntimeSummary::default() });
+        runtime.processes += 1;
+        add(&mut runtime.totals, &r.totals);
+        add(&mut runtime.host, &r.host);
+        runtime.processes_mapping += u64::from(summary.physical_allocations > 0);
+        runtime.out_of_memory_failures += r.failures.iter().filter(|f| spec.oom_codes.contains(&f.code)).count() as u64;
         for (name, api) in &r.by_api {
             if spec.lower_layer_allocs.contains(&name.as_str()) {
                 let lower = &mut self.lower_layer;
@@ -375,6 +401,7 @@ impl Merger {
             highest_peak: highest.map_or(0, |p| p.peak()),
             highest_peak_process: highest.map(|p| p.label()),
             host: self.host,
+            by_runtime: self.by_runtime.into_values().collect(),
             by_api: self.by_api,
             histogram,
             devices: self.devices.into_values().collect(),

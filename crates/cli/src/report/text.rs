@@ -130,12 +130,36 @@ fn header(out: &mut String, m: &Merged) {
         m.devices.len() as u64 + m.devices_omitted,
         seconds(span)
     );
+    if m.by_runtime.len() > 1 {
+        runtimes(out, m);
+    }
     if m.skipped_count > 0 {
         let _ = writeln!(out, "skipped {} file(s) that are not recordings:", m.skipped_count);
         for s in &m.skipped {
             let _ = writeln!(out, "  {}: {}", safe(&s.file), safe(&s.problem));
         }
     }
+}
+
+/// A job that mixes runtimes: each one's share, before the job's sums.
+fn runtimes(out: &mut String, m: &Merged) {
+    let _ = writeln!(out, "\nPer runtime (the sections below add them up)");
+    let headers =
+        ["runtime", "processes", "allocations", "bytes", "peaks added up", "out of memory", "mapped segments"];
+    let mut rows = Vec::new();
+    for r in &m.by_runtime {
+        rows.push(vec![
+            safe(&r.runtime),
+            r.processes.to_string(),
+            r.totals.alloc_calls.to_string(),
+            bytes(r.totals.alloc_bytes),
+            bytes(r.totals.peak_live_bytes),
+            r.out_of_memory_failures.to_string(),
+            format!("{} of {}", r.processes_mapping, r.processes),
+        ]);
+    }
+    let right = [false, true, true, true, true, true, true];
+    out.push_str(&table(&headers, &right, &rows));
 }
 
 fn totals(out: &mut String, m: &Merged) {
