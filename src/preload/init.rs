@@ -47,6 +47,20 @@ fn load() {
 /// seen and done for the recordings.
 #[cfg_attr(test, allow(dead_code))]
 fn normalize(spec: &'static RuntimeSpec, opts: &Opts, secure: bool, argv: &[Vec<u8>]) {
+    let opted_in = spec.opted_in(process::getenv);
+    if !opted_in {
+        // Every process of an image-wide preload pays for this: a runtime
+        // nobody opted into reads its variable (for the recording) and no more.
+        let facts = Facts { disabled: opts.disabled, normalize_off: !opts.normalize, secure, ..Facts::default() };
+        let decision = decide::decide(spec, &facts);
+        let applied = apply(spec, &decision);
+        let before = process::getenv(spec.conf_var);
+        origin::set_config(
+            spec,
+            ConfigRecord { var: spec.conf_var, after: before.clone(), before, rule: decision.rule.name(), applied },
+        );
+        return;
+    }
     let facts = Facts {
         disabled: opts.disabled,
         normalize_off: !opts.normalize,
@@ -56,7 +70,7 @@ fn normalize(spec: &'static RuntimeSpec, opts: &Opts, secure: bool, argv: &[Vec<
         specific: process::getenv(spec.conf_var),
         generic: process::getenv(spec.generic_conf_var),
         runtime_environment: spec.in_deployment(|name| process::getenv(name).is_some()),
-        opted_in: spec.opted_in(process::getenv),
+        opted_in,
     };
     let decision = decide::decide(spec, &facts);
     let applied = apply(spec, &decision);
