@@ -37,8 +37,16 @@ fn every_binding_path_is_recorded_exactly() {
     let fake_apis = fake["by_api"].as_object().unwrap();
     for (name, counts) in fake_apis {
         let (calls, bytes) = (n(counts, "/calls"), n(counts, "/bytes"));
-        let (calls, bytes) =
-            if STREAM_CALLS.contains(&name.as_str()) { (calls - 1, bytes - PTSZ_BYTES) } else { (calls, bytes) };
+        let (calls, bytes) = if STREAM_CALLS.contains(&name.as_str()) {
+            (calls - 1, bytes - PTSZ_BYTES)
+        } else if name == "cuMemGetInfo_v2" {
+            // The library's own device readings ask the same function (never
+            // through its hook), as many times as the timeline asked: how many
+            // depends on timing, the recording says.
+            (calls - n(&rec, "/device_readings"), bytes)
+        } else {
+            (calls, bytes)
+        };
         assert_eq!(api_calls(&rec, name), calls, "{name} calls");
         assert_eq!(rec["by_api"][name]["bytes"].as_u64().unwrap_or(0), bytes, "{name} bytes");
     }
