@@ -23,7 +23,8 @@
  * Device pointers are fake addresses, never dereferenced: device d's live at
  * DEVICE_BASE + d * DEVICE_SPAN. Host and managed allocations are real
  * malloc'd memory. cuMemCreate handles are opaque values counted against the
- * capacity of prop->location.id; address ranges reserved with
+ * capacity of prop->location.id, or as pinned host memory when the location
+ * is the host (CU_MEM_LOCATION_TYPE_HOST, CUDA 12.2+); address ranges reserved with
  * cuMemAddressReserve do not count. Everything else allocates on the calling
  * thread's current device (cudaSetDevice, cuCtxSetCurrent; default 0).
  * Freeing something the fake did not hand out returns
@@ -213,7 +214,7 @@ static void note_call(int api, int rc, uint64_t bytes)
 
 static int account_alloc(int api, int kind, int device, uint64_t size, uint64_t *out)
 {
-    int host = kind == FAKE_CUDA_KIND_HOST;
+    int host = kind == FAKE_CUDA_KIND_HOST || (kind == FAKE_CUDA_KIND_PHYSICAL && device < 0);
     pthread_mutex_lock(&lock);
     int rc = CUDA_SUCCESS;
     uint64_t addr = 0;
@@ -282,7 +283,7 @@ static int account_free(int api, int kind, uint64_t addr)
             rc = CUDA_ERROR_INVALID_VALUE;
         } else {
             bytes = b->size;
-            if (b->kind == FAKE_CUDA_KIND_HOST) {
+            if (b->kind == FAKE_CUDA_KIND_HOST || b->device < 0) {
                 counters_free(&st.host, bytes);
             } else {
                 counters_free(&st.device, bytes);
@@ -727,7 +728,7 @@ CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CU
                      unsigned long long flags)
 {
     if (handle == NULL || prop == NULL || size == 0 || size % GRANULARITY != 0 || flags != 0 ||
-        prop->type != 1 /* PINNED */ || prop->location.type != 1 /* DEVICE */) {
+        prop->type != 1 /* PINNED */ || (prop->location.type != 1 /* DEVICE */ && prop->location.type != 2 /* HOST */)) {
         pthread_mutex_lock(&lock);
         note_call(FAKE_CUDA_API_cuMemCreate, CUDA_ERROR_INVALID_VALUE, 0);
         st.device.failed_calls++;
@@ -735,7 +736,9 @@ CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CU
         return CUDA_ERROR_INVALID_VALUE;
     }
     uint64_t h = 0;
-    CUresult rc = account_alloc(FAKE_CUDA_API_cuMemCreate, FAKE_CUDA_KIND_PHYSICAL, prop->location.id, size, &h);
+    /* Host-located physical memory (CUDA 12.2+) is pinned host memory: device -1. */
+    int device = prop->location.type == 2 ? -1 : prop->location.id;
+    CUresult rc = account_alloc(FAKE_CUDA_API_cuMemCreate, FAKE_CUDA_KIND_PHYSICAL, device, size, &h);
     if (rc == CUDA_SUCCESS)
         *handle = h;
     return rc;

@@ -91,3 +91,29 @@ fn a_cuda_process_hears_only_about_cuda() {
     assert_eq!(rec["config"]["rule"], "unset");
     assert_eq!(rec["config"]["after"], "expandable_segments:True");
 }
+
+#[test]
+fn physical_memory_is_counted_where_its_properties_place_it() {
+    // The thread stays on device 0; cuMemCreate names device 1, then the host.
+    let (rec, fake, _) = run(&["placed"], &[("FAKE_CUDA_DEVICE_COUNT", "2")]);
+    common::assert_no_errors(&rec);
+    let device = |v: &Value, id: u64| -> Value {
+        let list = v["devices"].as_array().expect("devices");
+        list.iter().find(|d| n(d, "/device") == id).cloned().unwrap_or_else(|| panic!("no device {id} in {v}"))
+    };
+    let (recorded, expected) = (device(&rec, 1), device(&fake, 1));
+    for field in ["alloc_calls", "alloc_bytes", "live_bytes", "peak_live_bytes"] {
+        assert_eq!(n(&recorded, &format!("/{field}")), n(&expected, &format!("/{field}")), "device 1 {field}");
+    }
+    assert_eq!(
+        [n(&recorded, "/alloc_calls"), n(&recorded, "/live_bytes"), n(&recorded, "/peak_live_bytes")],
+        [2, 8 * MIB, 12 * MIB]
+    );
+    assert_eq!(n(&device(&rec, 0), "/live_bytes"), n(&device(&fake, 0), "/live_bytes"));
+    // Host-located physical memory is pinned host memory, counted per call.
+    for field in ["alloc_calls", "free_calls", "alloc_bytes", "live_bytes", "peak_live_bytes"] {
+        assert_eq!(n(&rec["host"], &format!("/{field}")), n(&fake["host"], &format!("/{field}")), "host {field}");
+    }
+    assert_eq!(n(&rec["host"], "/live_bytes"), (2 + 2) * MIB, "cudaHostAlloc's 2 MiB and one physical 2 MiB");
+    assert_eq!(api_calls(&rec, "cuMemCreate"), 6 + 4);
+}

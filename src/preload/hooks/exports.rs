@@ -16,6 +16,7 @@
 //! (value and out-parameters) is always exactly the real function's.
 
 use crate::preload::record::{self, Queries};
+use common::runtime::Placement;
 
 /// The argument register after `n` integer or pointer arguments, by
 /// counting them (six at most on x86_64, where the seventh is on the stack).
@@ -126,7 +127,7 @@ macro_rules! stand_in {
 /// The body behind an allocation's trampoline (other actions need none).
 macro_rules! hook_body {
     // `kind`, when the line names one, is a memory-kind argument the
-    // runtime's `host_memory` reads.
+    // runtime's `placement` reads (as `MemoryKind` hands it over).
     (alloc; $spec:expr; $queries:expr; $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; ($out:ident, $size:ident $(, $kind:ident)?)) => {
         /// The trampoline's target: the arguments plus the caller's address.
         ///
@@ -136,16 +137,27 @@ macro_rules! hook_body {
             // SAFETY: forwarding the caller's own arguments to the real function.
             let forward = real().map(|real| move || unsafe { real($($arg),*) });
             let size = $crate::preload::hooks::exports::bytes($size);
-            let host = false $( || ($spec.host_memory)(api::$name, $crate::preload::hooks::exports::bytes($kind)) )?;
+            let placement = $crate::preload::hooks::exports::placement_of!($spec; $name; $($kind)?);
             // SAFETY: `$out` is the out-parameter the real function fills.
             unsafe {
                 $crate::preload::hooks::exports::alloc(
-                    api::$name, forward, $out.cast(), size, caller, host, &$queries, $spec.unresolved_code,
+                    api::$name, forward, $out.cast(), size, caller, placement, &$queries, $spec.unresolved_code,
                 )
             }
         }
     };
     ($action:ident; $($rest:tt)*) => {};
+}
+
+/// Where an allocation line's memory goes: its kind argument's say, or the
+/// thread's device when the line names none.
+macro_rules! placement_of {
+    ($spec:expr; $name:ident;) => {
+        common::runtime::Placement::ThreadDevice
+    };
+    ($spec:expr; $name:ident; $kind:ident) => {
+        ($spec.placement)(api::$name, $crate::preload::hooks::exports::MemoryKind::kind($kind))
+    };
 }
 
 /// The exported function of one hook line.
@@ -224,13 +236,29 @@ macro_rules! hook_export {
     (@address $action:ident $name:ident) => { Some($name as *const () as *mut c_void) };
 }
 
-pub(crate) use {caller_register, hook_body, hook_export, hook_functions, stand_in};
+pub(crate) use {caller_register, hook_body, hook_export, hook_functions, placement_of, stand_in};
 
 /// A size argument (`size_t` or `uint64_t`) as recorded.
 #[inline(always)]
 pub fn bytes(size: impl TryInto<u64>) -> u64 {
     size.try_into().unwrap_or(u64::MAX)
 }
+
+/// A memory-kind argument as a runtime's `placement` reads it: a type or
+/// flag word as it is; a properties struct as its runtime encodes it.
+pub trait MemoryKind {
+    fn kind(self) -> u64;
+}
+
+macro_rules! kind_words {
+    ($($word:ty),*) => { $(impl MemoryKind for $word {
+        #[inline(always)]
+        fn kind(self) -> u64 {
+            bytes(self)
+        }
+    })* };
+}
+kind_words!(u16, u32, u64, usize);
 
 /// A call the runtime cannot answer: it has no such function.
 #[cold]
@@ -249,8 +277,8 @@ unsafe fn read_out(out: *mut usize) -> usize {
     if out.is_null() { 0 } else { unsafe { out.read() } }
 }
 
-/// An allocation: its result, size and caller are recorded (`host`: a
-/// device-class call asked for pinned host memory).
+/// An allocation: its result, size and caller are recorded, where its own
+/// arguments placed it.
 ///
 /// # Safety
 /// `out` is NULL or the pointer-sized out-parameter `forward` fills.
@@ -262,7 +290,7 @@ pub unsafe fn alloc(
     out: *mut usize,
     size: u64,
     caller: usize,
-    host: bool,
+    placement: Placement,
     queries: &'static Queries,
     unresolved_code: i32,
 ) -> i32 {
@@ -271,7 +299,7 @@ pub unsafe fn alloc(
     let rc = forward();
     if let Some(scope) = scope {
         // SAFETY: the runtime filled (or not) the caller's out-parameter.
-        scope.alloc(index, rc, unsafe { read_out(out) }, size, caller, host);
+        scope.alloc(index, rc, unsafe { read_out(out) }, size, caller, placement);
     }
     rc
 }

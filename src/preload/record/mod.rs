@@ -25,7 +25,7 @@ pub mod wake;
 
 use cells::HostViaDevice;
 use common::format::histogram;
-use common::runtime::{self, ApiClass};
+use common::runtime::{self, ApiClass, Placement};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
@@ -258,7 +258,7 @@ fn device_slot(device: i32) -> usize {
 impl Scope {
     /// An allocation call returned `rc`; on success `key` is the pointer or
     /// handle it produced.
-    pub fn alloc(&self, index: usize, rc: i32, key: usize, size: u64, caller: usize, host: bool) {
+    pub fn alloc(&self, index: usize, rc: i32, key: usize, size: u64, caller: usize, placement: Placement) {
         guarded(|| {
             mark_active();
             let lane = self.lane();
@@ -267,8 +267,13 @@ impl Scope {
             lane.add(&stripe.api_calls[index], 1);
             lane.add(&stripe.site_calls[site], 1);
             let class_pool = pool_of(index).unwrap_or(DEVICE);
+            let host = placement == Placement::Host;
             let pool = if host { HOST } else { class_pool };
-            let device = if pool == DEVICE { self.device() } else { -1 };
+            let device = match placement {
+                _ if pool != DEVICE => -1,
+                Placement::Device(device) => device,
+                _ => self.device(),
+            };
             let bucket = histogram::index(size);
             // A device-class API asked for host memory: its counts move pools.
             let crossed = host && class_pool == DEVICE;

@@ -32,6 +32,17 @@ pub enum ApiClass {
     Context,
 }
 
+/// Where an allocation's memory lives, as its own arguments say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// On the calling thread's device (what most allocation calls do).
+    ThreadDevice,
+    /// On this device, whatever the thread's current one.
+    Device(i32),
+    /// Pinned host memory, asked through a device-class call.
+    Host,
+}
+
 /// One hooked runtime function.
 pub struct HookSpec {
     pub name: &'static CStr,
@@ -110,9 +121,9 @@ pub struct RuntimeSpec {
     /// What a hook returns when the runtime has no such function (the
     /// runtime's own "not supported" code).
     pub unresolved_code: i32,
-    /// Whether an allocation hook with a memory-kind argument (`alloc(out,
-    /// size, kind)`) was asked for pinned host memory by that argument.
-    pub host_memory: fn(hook: usize, kind: u64) -> bool,
+    /// Where an allocation hook with a memory-kind argument (`alloc(out,
+    /// size, kind)`) was asked to place its memory, from that argument.
+    pub placement: fn(hook: usize, kind: u64) -> Placement,
     /// Whether the runtime's own lookup by name (`cuGetProcAddress`), asked
     /// for `asked` with `version` and `flags`, hands out the function hooked
     /// as `hook`; its hook is then handed out instead.

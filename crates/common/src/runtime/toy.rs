@@ -55,7 +55,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     hooks: &HOOKS,
     first_hook: FIRST_HOOK,
     unresolved_code: 99,
-    host_memory: |_, _| false,
+    placement: |_, _| super::Placement::ThreadDevice,
     // No lookups by name of its own (dlsym is answered by the interposer).
     entry_point_matches: |_, _, _, _| false,
     lower_layer_allocs: &[],

@@ -7,7 +7,7 @@ mod argv;
 pub mod versions;
 
 use super::keys::{Conflict, KeySpec, Since, ValueRule};
-use super::{RuntimeSpec, VersionFacts, Wording};
+use super::{Placement, RuntimeSpec, VersionFacts, Wording};
 
 /// Keys torch 2.5.1 already knows.
 const LEGACY: Since = Since::Legacy;
@@ -60,8 +60,9 @@ macro_rules! cuda_hooks {
             cudaGetDevice(device: *mut i32) -> c_int = Context query();
             // The driver: expandable segments (cuMemCreate into reserved
             // ranges), NCCL and other libraries that allocate themselves.
-            cuMemCreate(handle: *mut u64, size: usize, prop: *const c_void, flags: u64) -> c_int
-                = DeviceAlloc alloc(handle, size);
+            // Its `prop` says where the memory lives (`placement`).
+            cuMemCreate(handle: *mut u64, size: usize, prop: *const CuMemAllocationProp, flags: u64) -> c_int
+                = DeviceAlloc alloc(handle, size, prop);
             cuMemRelease(handle: u64) -> c_int = DeviceFree free(handle);
             cuMemAddressReserve(ptr: *mut u64, size: usize, alignment: usize, addr: u64, flags: u64) -> c_int
                 = Mapping call(size);
@@ -94,6 +95,39 @@ macro_rules! cuda_hooks {
 pub const FIRST_HOOK: usize = super::npu::FIRST_HOOK + super::npu::HOOKS.len();
 
 crate::cuda_hooks!(crate::hook_table; first = FIRST_HOOK;);
+
+/// The head of `CUmemAllocationProp` (cuda.h, CUDA 12): what cuMemCreate's
+/// placement is read from. Only ever read through the caller's pointer.
+#[repr(C)]
+pub struct CuMemAllocationProp {
+    pub kind: i32,
+    pub requested_handle_types: i32,
+    /// `CUmemLocationType`: device 1, host 2, host NUMA node 3, the calling
+    /// thread's host NUMA node 4 (the host ones since CUDA 12.2).
+    pub location_type: i32,
+    pub location_id: i32,
+}
+
+/// cuMemCreate's placement as its hook hands it over: the location's type
+/// in the high half, its id in the low (`0`: no properties).
+pub fn location_kind(location_type: i32, location_id: i32) -> u64 {
+    (u64::from(location_type as u32) << 32) | u64::from(location_id as u32)
+}
+
+const LOCATION_DEVICE: u32 = 1;
+const LOCATION_HOST_TYPES: [u32; 3] = [2, 3, 4];
+
+/// A physical allocation lives where its properties say: on the device they
+/// name (not necessarily the thread's), or, since CUDA 12.2, on the host.
+fn placement(hook: usize, kind: u64) -> Placement {
+    let (location_type, id) = ((kind >> 32) as u32, kind as u32 as i32);
+    match location_type {
+        _ if hook != api::cuMemCreate => Placement::ThreadDevice,
+        LOCATION_DEVICE if id >= 0 => Placement::Device(id),
+        t if LOCATION_HOST_TYPES.contains(&t) => Placement::Host,
+        _ => Placement::ThreadDevice,
+    }
+}
 
 /// `CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM` and the runtime's
 /// `cudaEnablePerThreadDefaultStream`: stream calls then come as `_ptsz`
@@ -143,7 +177,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     first_hook: FIRST_HOOK,
     // cudaErrorNotSupported, CUDA_ERROR_NOT_SUPPORTED
     unresolved_code: 801,
-    host_memory: |_, _| false,
+    placement,
     entry_point_matches,
     lower_layer_allocs: &["cuMemAlloc_v2", "cuMemAllocAsync"],
     // The runtime of CUDA 12 and 13 builds, then the driver.
@@ -188,6 +222,21 @@ mod tests {
         assert!(entry_point_matches("cuMemAllocAsync", "cuMemAllocAsync", 12000, 1));
         assert!(!entry_point_matches("cuMemAllocAsync", "cuMemAllocAsync", 12000, PER_THREAD_STREAM));
         assert!(entry_point_matches("cuMemCreate", "cuMemCreate", u64::MAX, PER_THREAD_STREAM));
+    }
+
+    #[test]
+    fn a_physical_allocation_lives_where_its_properties_say() {
+        let create = api::cuMemCreate;
+        assert_eq!(placement(create, location_kind(1, 3)), Placement::Device(3));
+        assert_eq!(placement(create, location_kind(1, 0)), Placement::Device(0));
+        for host in [2, 3, 4] {
+            assert_eq!(placement(create, location_kind(host, 0)), Placement::Host);
+        }
+        // No properties, an invalid location, a negative device id: the thread's.
+        assert_eq!(placement(create, 0), Placement::ThreadDevice);
+        assert_eq!(placement(create, location_kind(0, 2)), Placement::ThreadDevice);
+        assert_eq!(placement(create, location_kind(1, -1)), Placement::ThreadDevice);
+        assert_eq!(placement(api::cudaMalloc, location_kind(2, 0)), Placement::ThreadDevice);
     }
 
     #[test]

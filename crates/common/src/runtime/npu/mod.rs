@@ -6,7 +6,7 @@
 pub mod versions;
 
 use super::keys::{Conflict, KeySpec, Since, ValueRule};
-use super::{RuntimeSpec, VersionFacts, Wording};
+use super::{Placement, RuntimeSpec, VersionFacts, Wording};
 
 /// Versions 2.5.1 and earlier (and 2.1.0 from 6.0.rc1 on) know these five keys.
 const LEGACY: Since = Since::Legacy;
@@ -110,6 +110,11 @@ fn host_memory(hook: usize, kind: u64) -> bool {
     }
 }
 
+/// The type and flag arguments name no device: the thread's, or the host.
+fn placement(hook: usize, kind: u64) -> Placement {
+    if host_memory(hook, kind) { Placement::Host } else { Placement::ThreadDevice }
+}
+
 pub static SPEC: RuntimeSpec = RuntimeSpec {
     name: "npu",
     framework: "torch_npu",
@@ -137,7 +142,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     first_hook: FIRST_HOOK,
     // ACL_ERROR_RT_FEATURE_NOT_SUPPORT
     unresolved_code: 207000,
-    host_memory,
+    placement,
     // No lookups by name of its own (dlsym is answered by the interposer).
     entry_point_matches: |_, _, _, _| false,
     lower_layer_allocs: &["rtMalloc", "halMemAlloc"],
