@@ -195,12 +195,21 @@ fn the_c_api_works_from_gdb() {
         .args(["-ex", &format!("set environment NPU_ALLOC_SHIM_TRACE {}", dir.path().join("t.json").display())])
         .args(["-ex", "set breakpoint pending on", "-ex", "break _exit", "-ex", "run"])
         .args(["-ex", "set language c"])
+        // A control: can this gdb call any function in the inferior here?
+        .args(["-ex", "print ((int (*)(void)) getpid)() > 0"])
         .args(["-ex", &format!("print ((int (*)(const char *)) npu_alloc_shim_dump)(\"{}\")", dump.display())])
         .args(["-ex", "kill", "--args"])
         .arg(client())
         .args(["alloc", "2"]);
     let output = support::run_with_timeout(&mut command, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("= 0"), "gdb said: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !stdout.contains("$1 = 1") {
+        // gdb 13 cannot call into an inferior on CPUs with AMX state
+        // ("Couldn't write extended state status"), with or without the library.
+        println!("SKIPPED: this gdb cannot call getpid() in the inferior either: {stdout}\n{stderr}");
+        return;
+    }
+    assert!(stdout.contains("$2 = 0"), "gdb said: {stdout}\n{stderr}");
     assert_eq!(n(&read(&dump), "/totals/alloc_calls"), 2);
 }

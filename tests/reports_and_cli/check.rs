@@ -252,8 +252,9 @@ fn an_installed_2_5_1_is_found_and_rejects_newer_keys() {
     let site = fake_site(scratch.path(), "2.5.1", true);
     let (report, code) = with_site(&site, "segment_size_mb:64,page_size:1g");
     assert_eq!(code, 0, "the version report never changes the status");
-    assert_eq!(report["torch_npu"]["found"]["version"], "2.5.1", "{report}");
-    assert_eq!(report["torch_npu"]["found"]["source"], "importlib.metadata");
+    assert_eq!(report["framework"]["found"]["version"], "2.5.1", "{report}");
+    assert_eq!(report["framework"]["found"]["source"], "importlib.metadata");
+    assert_eq!((report["runtime"].as_str(), report["framework"]["package"].as_str()), (Some("npu"), Some("torch_npu")));
     let warnings = warnings(&report);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].starts_with("torch_npu 2.5.1 rejects segment_size_mb (verified on 2.5.1"));
@@ -291,7 +292,7 @@ fn version_py_is_read_without_importing_torch_npu() {
     let scratch = tempfile::tempdir().unwrap();
     let site = fake_site(scratch.path(), "2.1.0", false);
     let (report, _) = with_site(&site, "");
-    let found = &report["torch_npu"]["found"];
+    let found = &report["framework"]["found"];
     assert_eq!(found["version"], "2.1.0", "{report}");
     assert!(found["source"].as_str().unwrap().ends_with("torch_npu/version.py"));
     assert!(
@@ -327,13 +328,13 @@ fn python3_from_path_is_the_default_and_a_missing_python_is_no_failure() {
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
         .env("PYTHONPATH", &site);
     let (report, _) = json(&mut command);
-    assert_eq!(report["torch_npu"]["found"]["version"], "2.5.1", "{report}");
+    assert_eq!(report["framework"]["found"]["version"], "2.5.1", "{report}");
 
     let mut command = support::clean_command(support::cli());
     command.args(["check", "page_size:1g", "--python", "/nonexistent/python3"]);
     let (report, code) = json(&mut command);
     assert_eq!(code, 0);
-    assert!(report["torch_npu"]["error"].as_str().unwrap().starts_with("cannot run /nonexistent/python3"));
+    assert!(report["framework"]["error"].as_str().unwrap().starts_with("cannot run /nonexistent/python3"));
 }
 
 fn with_driver(text: &str) -> (Value, String) {
@@ -370,6 +371,8 @@ fn cuda_is_checked_as_with_its_switch_and_says_when_the_switch_is_off() {
     assert_eq!((code, report["rule"].as_str().unwrap()), (0, "append"), "{report}");
     assert_eq!(report["result"]["name"], "PYTORCH_CUDA_ALLOC_CONF");
     assert_eq!(report["result"]["value"], "max_split_size_mb:128,expandable_segments:True");
+    // The framework looked up is torch's.
+    assert_eq!((report["runtime"].as_str(), report["framework"]["package"].as_str()), (Some("cuda"), Some("torch")));
     // CUDA's lines have one tokenizer.
     assert_eq!(report["parses"].as_array().unwrap().len(), 1, "{report}");
     // From the environment, without the switch: what it would do, and that it will not.

@@ -2,7 +2,7 @@
 //! is `allocconf::decide::decide` itself, fed with the facts the constructor
 //! would read, so the answer cannot drift from the library's behaviour.
 
-use super::check_report::{DialectParse, EntryReport, Lookup, Names, Report, Variable};
+use super::check_report::{DialectParse, EntryReport, Framework, Lookup, Names, Report, Variable};
 use super::installed;
 use clap::Args;
 use common::allocconf::decide::{self, Action, Decision, Facts, Level, Verdict};
@@ -41,8 +41,8 @@ pub struct CheckArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     json: bool,
-    /// Python interpreter used to find the installed torch_npu (it is not
-    /// imported)
+    /// Python interpreter used to find the installed framework (torch_npu,
+    /// or torch with --runtime cuda; it is not imported)
     #[arg(long, value_name = "PYTHON", default_value = "python3")]
     python: OsString,
     /// Ascend driver version file [default:
@@ -82,9 +82,12 @@ pub fn check(args: CheckArgs) -> i32 {
     };
     facts.opted_in = true;
     let decision = decide::decide(spec, &facts);
-    let torch_npu: Lookup = installed::torch_npu(&args.python, spec.python_package).into();
+    let framework = Framework {
+        package: spec.python_package,
+        lookup: installed::package_version(&args.python, spec.python_package).into(),
+    };
     let driver: Lookup = installed::driver(args.driver_version_file.as_deref(), spec).into();
-    let mut report = build(spec, source, &facts, &decision, torch_npu, driver, notes);
+    let mut report = build(spec, source, &facts, &decision, framework, driver, notes);
     if switched_off && report.exit_status == 0 {
         report.exit_status = 1;
         report.verdict = "unchanged";
@@ -153,7 +156,7 @@ fn build(
     source: &'static str,
     facts: &Facts,
     decision: &Decision,
-    torch_npu: Lookup,
+    framework: Framework,
     driver: Lookup,
     notes: Vec<String>,
 ) -> Report {
@@ -168,14 +171,14 @@ fn build(
         if var == spec.conf_var { facts.specific.as_deref() } else { facts.generic.as_deref() }
     };
     let value = value_of(name);
-    let installed_torch_npu = torch_npu.found.as_ref().and_then(|f| f.parsed.as_ref());
+    let installed = framework.lookup.found.as_ref().and_then(|f| f.parsed.as_ref());
     let parses = Dialect::ALL
         .iter()
         .filter(|&&d| spec.wording.dialects[d as usize].is_some())
-        .map(|&d| parse_report(spec, value, d, installed_torch_npu))
+        .map(|&d| parse_report(spec, value, d, installed))
         .collect();
     let mut warnings = Vec::new();
-    if let Some(version) = installed_torch_npu {
+    if let Some(version) = installed {
         let keys = known_keys(spec, value.unwrap_or_default());
         warnings.extend((spec.versions.framework_warnings)(version, &keys));
         if name == spec.generic_conf_var && !(spec.versions.reads_generic_variable)(version) {
@@ -194,6 +197,7 @@ fn build(
     }
     let verdict = decision.verdict();
     Report {
+        runtime: spec.name,
         source,
         variable: variable(name, value),
         other: value_of(other_name).map(|v| variable(other_name, Some(v))),
@@ -220,7 +224,7 @@ fn build(
         marker: decision.marker().map(|m| m.render()),
         message: decision.message.clone(),
         parses,
-        torch_npu,
+        framework,
         driver,
         warnings,
         notes,

@@ -19,9 +19,9 @@ pub struct Variable {
 pub struct EntryReport {
     pub key: String,
     pub value: String,
-    /// Which torch_npu lines accept the key.
+    /// Which lines of the framework accept the key.
     pub accepted_by: &'static str,
-    /// What the installed torch_npu does with it, when its version is known.
+    /// What the installed framework does with it, when its version is known.
     pub installed: Option<&'static str>,
 }
 
@@ -42,6 +42,15 @@ pub struct Lookup {
     pub error: Option<String>,
 }
 
+/// The framework whose parser reads the variable, as installed.
+#[derive(Serialize)]
+pub struct Framework {
+    /// Its Python package (`torch_npu`, `torch`).
+    pub package: &'static str,
+    #[serde(flatten)]
+    pub lookup: Lookup,
+}
+
 impl From<Result<Found, String>> for Lookup {
     fn from(result: Result<Found, String>) -> Self {
         match result {
@@ -53,6 +62,8 @@ impl From<Result<Found, String>> for Lookup {
 
 #[derive(Serialize)]
 pub struct Report {
+    /// The runtime decided for (`npu`, `cuda`).
+    pub runtime: &'static str,
     /// "argument" (VALUE given) or "environment".
     pub source: &'static str,
     /// The variable the decision is about.
@@ -70,7 +81,7 @@ pub struct Report {
     pub marker: Option<String>,
     pub message: String,
     pub parses: Vec<DialectParse>,
-    pub torch_npu: Lookup,
+    pub framework: Framework,
     pub driver: Lookup,
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
@@ -116,7 +127,7 @@ impl Report {
                     writeln!(out, "  {}:{}  (accepted by {}{installed})", entry.key, entry.value, entry.accepted_by);
             }
         }
-        let _ = writeln!(out, "{}: {}", self.names.framework, describe(&self.torch_npu));
+        let _ = writeln!(out, "{}: {}", self.names.framework, describe(&self.framework.lookup));
         let _ = writeln!(out, "{}: {}", self.names.driver, describe(&self.driver));
         for warning in &self.warnings {
             let _ = writeln!(out, "warning: {warning}");

@@ -61,8 +61,9 @@ impl Found {
     }
 }
 
-/// torch_npu's version as `python` sees it.
-pub fn torch_npu(python: &OsStr, package: &str) -> Result<Found, String> {
+/// The installed version of a Python package (the framework: torch_npu,
+/// torch) as `python` sees it.
+pub fn package_version(python: &OsStr, package: &str) -> Result<Found, String> {
     let shown = python.to_string_lossy();
     let mut child = Command::new(python)
         .args(["-c", LOOKUP, package])

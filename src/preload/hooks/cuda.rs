@@ -32,7 +32,7 @@ fn mem_info() -> Option<(u64, u64)> {
 
 impl MemoryKind for *const CuMemAllocationProp {
     /// cuMemCreate's location, encoded for `SPEC.placement` (`0`: NULL).
-    fn kind(self) -> u64 {
+    unsafe fn kind(self) -> u64 {
         if self.is_null() {
             return 0;
         }

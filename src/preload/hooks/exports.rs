@@ -156,7 +156,8 @@ macro_rules! placement_of {
         common::runtime::Placement::ThreadDevice
     };
     ($spec:expr; $name:ident; $kind:ident) => {
-        ($spec.placement)(api::$name, $crate::preload::hooks::exports::MemoryKind::kind($kind))
+        // SAFETY: the caller's own argument, which the real function reads too.
+        ($spec.placement)(api::$name, unsafe { $crate::preload::hooks::exports::MemoryKind::kind($kind) })
     };
 }
 
@@ -247,13 +248,16 @@ pub fn bytes(size: impl TryInto<u64>) -> u64 {
 /// A memory-kind argument as a runtime's `placement` reads it: a type or
 /// flag word as it is; a properties struct as its runtime encodes it.
 pub trait MemoryKind {
-    fn kind(self) -> u64;
+    /// # Safety
+    /// A pointer argument is NULL or points to what the runtime function's
+    /// contract says it does.
+    unsafe fn kind(self) -> u64;
 }
 
 macro_rules! kind_words {
     ($($word:ty),*) => { $(impl MemoryKind for $word {
         #[inline(always)]
-        fn kind(self) -> u64 {
+        unsafe fn kind(self) -> u64 {
             bytes(self)
         }
     })* };
