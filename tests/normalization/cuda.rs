@@ -100,13 +100,23 @@ fn opted_in_the_known_breakages_are_left_alone_and_said() {
 }
 
 #[test]
-fn in_an_ascend_deployment_the_generic_variable_is_appended_to_once() {
-    // Rule 9 of the NPU appends to PYTORCH_ALLOC_CONF; the CUDA decision,
-    // second, finds the key there and adds nothing.
-    let env = [OPT_IN, ("ASCEND_OPP_PATH", "/usr/local/Ascend/opp"), (GENERIC, "roundup_power2_divisions:4")];
-    let (values, _) = seen(&[], &env);
+fn in_an_ascend_deployment_the_generic_variable_is_torch_npus_alone() {
+    // Rule 9 of the NPU appends to PYTORCH_ALLOC_CONF; the CUDA decision
+    // leaves it to torch_npu (which reads it on its newest lines).
+    let ascend = ("ASCEND_OPP_PATH", "/usr/local/Ascend/opp");
+    let (values, _) = seen(&[], &[OPT_IN, ascend, (GENERIC, "roundup_power2_divisions:4")]);
     assert_eq!(values[GENERIC], "roundup_power2_divisions:4,expandable_segments:True");
     assert!(!values.contains_key(CUDA) && !values.contains_key("PYTORCH_NPU_ALLOC_CONF"), "{values:?}");
+    assert!(values["NPU_ALLOC_SHIM_CUDA_DECISION"].starts_with("kept"), "{values:?}");
+    // A value torch_npu refuses with expandable segments (max_split_size_mb)
+    // but CUDA accepts: the CUDA decision must not append it behind the
+    // NPU's back (torch_npu would then fail at its first allocation).
+    let (values, _) = seen(&[], &[OPT_IN, ascend, (GENERIC, "max_split_size_mb:256")]);
+    assert_eq!(values[GENERIC], "max_split_size_mb:256", "{values:?}");
+    assert!(!values.contains_key(CUDA), "{values:?}");
+    // Outside an Ascend deployment the same value is CUDA's to change.
+    let (values, _) = seen(&[], &[OPT_IN, (GENERIC, "max_split_size_mb:256")]);
+    assert_eq!(values[GENERIC], "max_split_size_mb:256,expandable_segments:True", "{values:?}");
     // Neither set: each runtime writes its own variable only.
     let (values, _) = seen(&[], &[OPT_IN, ("ASCEND_OPP_PATH", "/usr/local/Ascend/opp")]);
     assert_eq!(values["PYTORCH_NPU_ALLOC_CONF"], "expandable_segments:True");

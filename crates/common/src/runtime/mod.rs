@@ -185,6 +185,17 @@ impl RuntimeSpec {
         self.environment_markers.is_empty() || self.environment_markers.iter().any(|name| is_set(name))
     }
 
+    /// Another runtime that reads the same generic variable and whose
+    /// deployment the process is in (one of its markers is set): that
+    /// runtime's framework and the marker. The generic variable is that
+    /// runtime's there; this one leaves it alone.
+    pub fn generic_owner(&self, is_set: impl Fn(&str) -> bool) -> Option<(&'static str, &'static str)> {
+        RUNTIMES
+            .iter()
+            .filter(|other| other.name != self.name && other.generic_conf_var == self.generic_conf_var)
+            .find_map(|other| other.environment_markers.iter().find(|m| is_set(m)).map(|m| (other.framework, *m)))
+    }
+
     /// Whether the operator allowed this runtime's variables to be changed
     /// (`value` reads a variable).
     pub fn opted_in(&self, value: impl Fn(&str) -> Option<Vec<u8>>) -> bool {
