@@ -66,13 +66,24 @@ struct Run {
 
 /// The workload with the library preloaded before the fake runtime.
 fn run(env: &[(String, String)], extra: &[(&str, &str)], dir: &Path) -> Run {
+    run_with(env, extra, dir, true)
+}
+
+/// The workload on the fake runtime, with or without the library (without
+/// it, `recording` is `null`).
+fn run_with(env: &[(String, String)], extra: &[(&str, &str)], dir: &Path, library: bool) -> Run {
     let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).expect(name);
     let mut command = support::clean_command(get("TORCH_CUDA_PYTHON"));
     for (key, value) in env {
         command.env(key, value);
     }
+    let preload = if library {
+        format!("{}:{}", support::library().display(), get("FAKE_CUDA_RUNTIME"))
+    } else {
+        get("FAKE_CUDA_RUNTIME")
+    };
     command
-        .env("LD_PRELOAD", format!("{}:{}", support::library().display(), get("FAKE_CUDA_RUNTIME")))
+        .env("LD_PRELOAD", preload)
         .env("NPU_ALLOC_SHIM_TRACE", dir.join("trace.json"))
         .env("NPU_ALLOC_SHIM_FLUSH_MS", "0")
         .env("FAKE_CUDA_STATS_FILE", dir.join("fake.json"))
@@ -88,7 +99,7 @@ fn run(env: &[(String, String)], extra: &[(&str, &str)], dir: &Path) -> Run {
         status: out.status.code(),
         stdout: text(&out.stdout),
         stderr: text(&out.stderr),
-        recording: read("trace.json"),
+        recording: if library { read("trace.json") } else { Value::Null },
         fake: read("fake.json"),
     }
 }
@@ -158,6 +169,33 @@ fn out_of_memory_without_the_switch_completes_with_it_and_both_are_recorded_exac
         + n(&switched.recording, "/by_api/cudaGetDriverEntryPoint/calls");
     assert!(lookups > 0, "{}", switched.recording["by_api"]);
     assert_recording_matches(&switched);
+}
+
+/// Issue 17, "the reverse" of the NPU proof: with the library (whose NPU
+/// decision writes PYTORCH_NPU_ALLOC_CONF in every process) and the CUDA
+/// switch on, PyTorch's CUDA allocator does exactly what it does with
+/// PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True set by hand and no
+/// library: every call and byte of the fake runtime, and the workload's output.
+#[test]
+fn with_the_switch_torch_cuda_does_what_it_does_with_the_variable_alone() {
+    let Some(env) = environment() else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let (shim_dir, hand_dir) = (scratch.path().join("shim"), scratch.path().join("hand"));
+    std::fs::create_dir_all(&shim_dir).unwrap();
+    std::fs::create_dir_all(&hand_dir).unwrap();
+    let shim = run(env, &[("NPU_ALLOC_SHIM_CUDA_NORMALIZE", "1")], &shim_dir);
+    let hand = run_with(env, &[("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")], &hand_dir, false);
+    assert_eq!((shim.status, hand.status), (Some(0), Some(0)), "{}\n{}", shim.stderr, hand.stderr);
+    assert_eq!(shim.stdout, hand.stdout, "the workload's own report");
+    let mut apis = |run: &Run| {
+        let mut by_api = run.fake["by_api"].as_object().unwrap().clone();
+        // The library's own device readings ask cuMemGetInfo_v2 (never through its hook).
+        by_api.remove("cuMemGetInfo_v2");
+        by_api
+    };
+    assert_eq!(apis(&shim), apis(&hand), "every runtime call and byte");
+    assert_eq!((&shim.fake["device"], &shim.fake["host"]), (&hand.fake["device"], &hand.fake["host"]));
+    assert!(n(&hand.fake, "/by_api/cuMemCreate/calls") > 100, "the expandable path: {}", hand.fake["by_api"]);
 }
 
 #[test]
