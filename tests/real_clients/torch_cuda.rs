@@ -187,7 +187,7 @@ fn with_the_switch_torch_cuda_does_what_it_does_with_the_variable_alone() {
     let hand = run_with(env, &[("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")], &hand_dir, false);
     assert_eq!((shim.status, hand.status), (Some(0), Some(0)), "{}\n{}", shim.stderr, hand.stderr);
     assert_eq!(shim.stdout, hand.stdout, "the workload's own report");
-    let mut apis = |run: &Run| {
+    let apis = |run: &Run| {
         let mut by_api = run.fake["by_api"].as_object().unwrap().clone();
         // The library's own device readings ask cuMemGetInfo_v2 (never through its hook).
         by_api.remove("cuMemGetInfo_v2");
