@@ -5,11 +5,19 @@
 #
 #   scripts/torch-npu-venv.sh 2.10   # torch 2.10.0 + torch-npu 2.10.0.post4 (what vllm-ascend pins)
 #   scripts/torch-npu-venv.sh 2.5    # torch 2.5.1  + torch-npu 2.5.1 (older deployments)
+#   scripts/torch-npu-venv.sh 2.14   # torch 2.14.0 + torch-npu 2.14.0 (the newest), on a CPU-only torch
+#
+# torch-npu 2.11 and newer abort at load next to PyPI's torch, a CUDA build
+# ("Duplicated key 'pinned_reserve_segment_size_mb' ..."), where real Ascend
+# hosts run a CPU build that PyPI does not serve. So line 2.14 installs torch
+# without its nvidia-* wheels and makes it CPU-only with
+# scripts/lib/cpu-only-torch.py (stub CUDA libraries, a .pth import hook);
+# torch_npu itself is untouched.
 #
 # Prints the environment's path on stdout (pip's output goes to stderr).
 # Where: ${NPU_ALLOC_SHIM_VENV_CACHE:-$HOME/.cache/npu-alloc-shim}/venv-LINE.
 # Which Python: $NPU_ALLOC_SHIM_PYTHON, else python3.11/3.10/3.9 when installed, else
-# python3 (torch-npu 2.5.1 has wheels for CPython 3.9-3.11 only).
+# python3 (torch-npu 2.5.1 has wheels for CPython 3.9-3.11 only, 2.14.0 for 3.10-3.14).
 # Idempotent: a marker file naming the pinned versions is written last, so an
 # interrupted install is redone from scratch and a finished one is reused.
 set -euo pipefail
@@ -18,8 +26,9 @@ line=${1:-}
 case "$line" in
     2.10) torch=2.10.0 npu=2.10.0.post4 ;;
     2.5 | 2.5.1) line=2.5 torch=2.5.1 npu=2.5.1 ;;
+    2.14) torch=2.14.0 npu=2.14.0 ;;
     *)
-        echo "usage: $0 2.10|2.5" >&2
+        echo "usage: $0 2.10|2.5|2.14" >&2
         exit 2
         ;;
 esac
@@ -45,7 +54,8 @@ if complete; then
     exit 0
 fi
 
-# torch-npu 2.5.1 has wheels for CPython 3.9-3.11 only, 2.10.0.post4 for 3.9-3.13.
+# torch-npu 2.5.1 has wheels for CPython 3.9-3.11 only, 2.10.0.post4 for 3.9-3.13,
+# 2.14.0 (and torch 2.14.0) for 3.10-3.14.
 if [[ -n ${NPU_ALLOC_SHIM_PYTHON:-} ]]; then
     python=$NPU_ALLOC_SHIM_PYTHON
 else
@@ -57,24 +67,50 @@ else
         fi
     done
 fi
-max_minor=$([[ $line == 2.5 ]] && echo 11 || echo 13)
-if ! "$python" -c "import sys; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, $max_minor))"; then
-    echo "torch-npu-venv: torch-npu $npu needs CPython 3.9-3.$max_minor; $python is" \
+min_minor=9 max_minor=13
+case "$line" in
+    2.5) max_minor=11 ;;
+    2.14) min_minor=10 max_minor=14 ;;
+esac
+if ! "$python" -c "import sys; sys.exit(not (3, $min_minor) <= sys.version_info[:2] <= (3, $max_minor))"; then
+    echo "torch-npu-venv: torch-npu $npu needs CPython 3.$min_minor-3.$max_minor; $python is" \
         "$("$python" -V 2>&1). Set NPU_ALLOC_SHIM_PYTHON to one that fits." >&2
     exit 1
 fi
-echo "torch-npu-venv: installing $want into $venv with $python (about 7 GB, a few minutes)" >&2
+size=$([[ $line == 2.14 ]] && echo "about 1.1 GB" || echo "about 7 GB")
+echo "torch-npu-venv: installing $want into $venv with $python ($size, a few minutes)" >&2
 rm -rf "$venv"
 if ! "$python" -m venv "$venv"; then
     echo "torch-npu-venv: $python -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2
     exit 1
 fi
 pip() { "$venv/bin/python" -m pip --disable-pip-version-check --no-input "$@" >&2; }
-# PyPI's torch (it pulls the CUDA runtime wheels: loaded at import, never used).
-# torch_npu's metadata pins the "+cpu" local build that only PyTorch's own
-# index serves, so it goes in with --no-deps; its ABI is the same.
-pip install --quiet "torch==$torch" pyyaml numpy
-pip install --quiet --no-deps "torch-npu==$npu"
+if [[ $line == 2.14 ]]; then
+    # PyPI's torch without the CUDA wheels it asks for (nvidia-*, cuda-*,
+    # triton: about 3 GB), then its other requirements as its metadata states
+    # them, then made CPU-only so that torch_npu loads next to it.
+    pip install --quiet --no-deps "torch==$torch" "torch-npu==$npu"
+    mapfile -t deps < <("$venv/bin/python" - <<'PY'
+import importlib.metadata as m, re
+for req in m.requires("torch") or []:
+    if "extra ==" not in req and not re.match(r"(nvidia|cuda|triton)\b", req, re.I):
+        print(req)
+PY
+    )
+    ((${#deps[@]})) || { echo "torch-npu-venv: no requirements read from torch's metadata" >&2; exit 1; }
+    pip install --quiet --no-warn-conflicts "${deps[@]}" pyyaml numpy
+    site=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    "$venv/bin/python" "$(dirname "$0")/lib/cpu-only-torch.py" "$site" >&2
+    # torch alone (torch_npu, which it would load as a backend, needs an Ascend runtime).
+    TORCH_DEVICE_BACKEND_AUTOLOAD=0 "$venv/bin/python" -c \
+        "import torch; assert not torch._C._has_cuda and torch.ones(2).sum() == 2" >&2
+else
+    # PyPI's torch (it pulls the CUDA runtime wheels: loaded at import, never used).
+    # torch_npu's metadata pins the "+cpu" local build that only PyTorch's own
+    # index serves, so it goes in with --no-deps; its ABI is the same.
+    pip install --quiet "torch==$torch" pyyaml numpy
+    pip install --quiet --no-deps "torch-npu==$npu"
+fi
 # A cheap check that both are there; importing torch_npu needs an Ascend
 # runtime (real or simulated), so only the metadata is read here.
 "$venv/bin/python" - "$torch" "$npu" >&2 <<'PY'
