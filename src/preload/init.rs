@@ -70,7 +70,7 @@ fn normalize(spec: &'static RuntimeSpec, opts: &Opts, secure: bool, argv: &[Vec<
         specific: process::getenv(spec.conf_var),
         generic: process::getenv(spec.generic_conf_var),
         runtime_environment: spec.in_deployment(|name| process::getenv(name).is_some()),
-        generic_owner: spec.generic_owner(|name| process::getenv(name).is_some()),
+        other_deployment: spec.other_deployment(|name| process::getenv(name).is_some()),
         opted_in,
     };
     let decision = decide::decide(spec, &facts);

@@ -100,26 +100,32 @@ fn opted_in_the_known_breakages_are_left_alone_and_said() {
 }
 
 #[test]
-fn in_an_ascend_deployment_the_generic_variable_is_torch_npus_alone() {
-    // Rule 9 of the NPU appends to PYTORCH_ALLOC_CONF; the CUDA decision
-    // leaves it to torch_npu (which reads it on its newest lines).
+fn in_an_ascend_deployment_the_cuda_switch_changes_nothing() {
+    // torch_npu reads PYTORCH_ALLOC_CONF on its newest lines, and torch 2.14's
+    // c10 parses PYTORCH_CUDA_ALLOC_CONF for every accelerator (torch_npu 2.14
+    // takes expandable_segments from it): both are torch_npu's there.
     let ascend = ("ASCEND_OPP_PATH", "/usr/local/Ascend/opp");
+    for user in [vec![], vec![(GENERIC, "roundup_power2_divisions:4")], vec![(GENERIC, "max_split_size_mb:256")]] {
+        let with_npu_alone = seen(&[], &[&[ascend][..], &user].concat()).0;
+        let (values, lines) = seen(&[], &[&[OPT_IN, ascend][..], &user].concat());
+        let mut without_marker = values.clone();
+        without_marker.remove("NPU_ALLOC_SHIM_CUDA_DECISION");
+        assert_eq!(without_marker, with_npu_alone, "the switch changed something for {user:?}");
+        assert!(!values.contains_key(CUDA), "{values:?}");
+        assert_eq!(values["NPU_ALLOC_SHIM_CUDA_DECISION"], "kept", "{values:?}");
+        // This client calls CUDA, so it hears why (an NPU process never does).
+        let why = "PYTORCH_CUDA_ALLOC_CONF left alone: this is a torch_npu deployment (ASCEND_OPP_PATH is set)";
+        assert!(lines.iter().any(|l| l.contains(why)), "{lines:?}");
+    }
+    // The NPU decision itself is as before: rule 9 appends to PYTORCH_ALLOC_CONF,
+    // refuses max_split_size_mb there, writes its own variable when neither is set.
     let (values, _) = seen(&[], &[OPT_IN, ascend, (GENERIC, "roundup_power2_divisions:4")]);
     assert_eq!(values[GENERIC], "roundup_power2_divisions:4,expandable_segments:True");
-    assert!(!values.contains_key(CUDA) && !values.contains_key("PYTORCH_NPU_ALLOC_CONF"), "{values:?}");
-    assert!(values["NPU_ALLOC_SHIM_CUDA_DECISION"].starts_with("kept"), "{values:?}");
-    // A value torch_npu refuses with expandable segments (max_split_size_mb)
-    // but CUDA accepts: the CUDA decision must not append it behind the
-    // NPU's back (torch_npu would then fail at its first allocation).
     let (values, _) = seen(&[], &[OPT_IN, ascend, (GENERIC, "max_split_size_mb:256")]);
     assert_eq!(values[GENERIC], "max_split_size_mb:256", "{values:?}");
-    assert!(!values.contains_key(CUDA), "{values:?}");
+    let (values, _) = seen(&[], &[OPT_IN, ascend]);
+    assert_eq!(values["PYTORCH_NPU_ALLOC_CONF"], "expandable_segments:True");
     // Outside an Ascend deployment the same value is CUDA's to change.
     let (values, _) = seen(&[], &[OPT_IN, (GENERIC, "max_split_size_mb:256")]);
     assert_eq!(values[GENERIC], "max_split_size_mb:256,expandable_segments:True", "{values:?}");
-    // Neither set: each runtime writes its own variable only.
-    let (values, _) = seen(&[], &[OPT_IN, ("ASCEND_OPP_PATH", "/usr/local/Ascend/opp")]);
-    assert_eq!(values["PYTORCH_NPU_ALLOC_CONF"], "expandable_segments:True");
-    assert_eq!(values[CUDA], "expandable_segments:True");
-    assert!(!values.contains_key(GENERIC), "{values:?}");
 }

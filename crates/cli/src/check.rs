@@ -131,7 +131,7 @@ fn environment_facts(spec: &RuntimeSpec, argv: Vec<Vec<u8>>, notes: &mut Vec<Str
         specific: env(spec.conf_var),
         generic: env(spec.generic_conf_var),
         runtime_environment: spec.in_deployment(|name| env(name).is_some()),
-        generic_owner: spec.generic_owner(|name| env(name).is_some()),
+        other_deployment: spec.other_deployment(|name| env(name).is_some()),
         opted_in: spec.opted_in(env),
     }
 }

@@ -488,7 +488,7 @@ fn no_panic_on_any_bytes() {
         // CUDA's opt-in get fuzzed.
         let runtime_environment = secure;
         let opted_in = !disabled;
-        let generic_owner = (argv.len() % 2 == 1).then_some(("torch_npu", "ASCEND_OPP_PATH"));
+        let other_deployment = (argv.len() % 2 == 1).then_some(("torch_npu", "ASCEND_OPP_PATH"));
         let all = Facts {
             disabled,
             normalize_off,
@@ -498,7 +498,7 @@ fn no_panic_on_any_bytes() {
             specific: Some(value),
             generic,
             runtime_environment,
-            generic_owner,
+            other_deployment,
             opted_in,
         };
         for spec in [&SPEC, &common::runtime::cuda::SPEC] {

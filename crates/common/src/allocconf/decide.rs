@@ -30,9 +30,9 @@ pub struct Facts {
     /// one of this runtime's deployment (needed before the generic variable,
     /// which other backends read too, is changed).
     pub runtime_environment: bool,
-    /// Another runtime owns the generic variable here (its framework and
-    /// the deployment marker that is set): `RuntimeSpec::generic_owner`.
-    pub generic_owner: Option<(&'static str, &'static str)>,
+    /// The process is another runtime's deployment (its framework and the
+    /// marker that is set): `RuntimeSpec::other_deployment`.
+    pub other_deployment: Option<(&'static str, &'static str)>,
     /// The runtime's opt-in switch (`RuntimeSpec::opt_in_var`) is `1`; only
     /// read for a runtime that has one.
     pub opted_in: bool,
@@ -55,7 +55,7 @@ pub enum Rule {
     Append,
     BothSet,
     GenericOutsideRuntime,
-    GenericOwnedElsewhere,
+    OtherDeployment,
     NotOptedIn,
     KnownBreakage,
 }
@@ -78,7 +78,7 @@ impl Rule {
             Rule::Append => "append",
             Rule::BothSet => "both-set",
             Rule::GenericOutsideRuntime => "generic-outside-runtime",
-            Rule::GenericOwnedElsewhere => "generic-owned-elsewhere",
+            Rule::OtherDeployment => "other-deployment",
             Rule::NotOptedIn => "not-opted-in",
             Rule::KnownBreakage => "known-breakage",
         }
@@ -179,6 +179,14 @@ pub fn decide(spec: &RuntimeSpec, facts: &Facts) -> Decision {
         let message = format!("{} left alone: {why}", spec.conf_var);
         return Decision::new(Rule::KnownBreakage, Keep, Level::Info, message);
     }
+    if let Some((framework, marker)) = facts.other_deployment {
+        let message = format!(
+            "{} left alone: this is a {framework} deployment ({marker} is set), and {framework} reads PyTorch's \
+             allocator variables too",
+            spec.conf_var
+        );
+        return Decision::new(Rule::OtherDeployment, Keep, Level::Info, message);
+    }
     if let Some(decision) = follow_parent(spec, facts) {
         return decision;
     }
@@ -228,17 +236,7 @@ fn decide_variables(spec: &RuntimeSpec, facts: &Facts) -> Decision {
             );
             Decision::new(Rule::GenericOutsideRuntime, Keep, Level::Info, message)
         }
-        (None, Some(value)) => match facts.generic_owner {
-            Some((framework, marker)) => {
-                let message = format!(
-                    "{} alone is left alone: this is a {framework} deployment too ({marker} is set), and {framework} \
-                     reads it",
-                    spec.generic_conf_var
-                );
-                Decision::new(Rule::GenericOwnedElsewhere, Keep, Level::Info, message)
-            }
-            None => decide_value(spec, spec.generic_conf_var, Some(value)),
-        },
+        (None, Some(value)) => decide_value(spec, spec.generic_conf_var, Some(value)),
         (None, None) => decide_value(spec, spec.conf_var, None),
     }
 }
@@ -595,18 +593,17 @@ mod tests {
     }
 
     #[test]
-    fn cuda_leaves_the_generic_variable_to_torch_npu_in_an_ascend_deployment() {
+    fn cuda_changes_nothing_in_an_ascend_deployment() {
         use crate::runtime::cuda::SPEC as CUDA;
-        let owner = CUDA.generic_owner(|name| name == "ASCEND_OPP_PATH");
-        assert_eq!(owner, Some(("torch_npu", "ASCEND_OPP_PATH")));
-        assert_eq!(CUDA.generic_owner(|_| false), None);
-        assert_eq!(SPEC.generic_owner(|_| true), None, "CUDA has no deployment markers");
-        let d = decide(&CUDA, &Facts { generic_owner: owner, ..cuda(None, Some("max_split_size_mb:256")) });
-        assert_eq!((d.rule, &d.action), (Rule::GenericOwnedElsewhere, &Action::Keep));
-        assert!(d.message.contains("ASCEND_OPP_PATH is set"), "{}", d.message);
-        // Its own variable is still CUDA's.
-        let d = decide(&CUDA, &Facts { generic_owner: owner, ..cuda(None, None) });
-        assert_eq!(set_value(&d), Some(("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True".into())));
+        let ascend = CUDA.other_deployment(|name| name == "ASCEND_OPP_PATH");
+        assert_eq!(ascend, Some(("torch_npu", "ASCEND_OPP_PATH")));
+        assert_eq!(CUDA.other_deployment(|_| false), None);
+        assert_eq!(SPEC.other_deployment(|_| true), None, "CUDA has no deployment markers");
+        for (specific, generic) in [(None, None), (None, Some("max_split_size_mb:256")), (Some("page_size:1g"), None)] {
+            let d = decide(&CUDA, &Facts { other_deployment: ascend, ..cuda(specific, generic) });
+            assert_eq!((d.rule, &d.action), (Rule::OtherDeployment, &Action::Keep), "{specific:?} {generic:?}");
+            assert!(d.message.contains("torch_npu deployment (ASCEND_OPP_PATH is set)"), "{}", d.message);
+        }
     }
 
     #[test]

@@ -185,14 +185,15 @@ impl RuntimeSpec {
         self.environment_markers.is_empty() || self.environment_markers.iter().any(|name| is_set(name))
     }
 
-    /// Another runtime that reads the same generic variable and whose
-    /// deployment the process is in (one of its markers is set): that
-    /// runtime's framework and the marker. The generic variable is that
-    /// runtime's there; this one leaves it alone.
-    pub fn generic_owner(&self, is_set: impl Fn(&str) -> bool) -> Option<(&'static str, &'static str)> {
+    /// Another runtime whose deployment the process is (one of its markers
+    /// is set): that runtime's framework and the marker. PyTorch's allocator
+    /// variables are that framework's there (torch 2.14's c10 parses
+    /// PYTORCH_CUDA_ALLOC_CONF for every accelerator, and torch_npu 2.14 takes
+    /// expandable_segments from it): this runtime changes none of them.
+    pub fn other_deployment(&self, is_set: impl Fn(&str) -> bool) -> Option<(&'static str, &'static str)> {
         RUNTIMES
             .iter()
-            .filter(|other| other.name != self.name && other.generic_conf_var == self.generic_conf_var)
+            .filter(|other| other.name != self.name)
             .find_map(|other| other.environment_markers.iter().find(|m| is_set(m)).map(|m| (other.framework, *m)))
     }
 
