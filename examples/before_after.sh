@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The before/after on the real torch_npu allocator, in one command:
 #
-#   examples/before_after.sh [--line 2.10|2.5] [--trace DIR] [--device-gb N] [--runtime-mb M] [--cuda]
+#   examples/before_after.sh [--line 2.10|2.5|2.14] [--trace DIR] [--device-gb N] [--runtime-mb M] [--cuda]
 #
 # Installs the real torch + torch_npu wheels into a cached virtual environment
 # (scripts/torch-npu-venv.sh), builds the library (cargo build --release) and

@@ -31,9 +31,14 @@ fn venv_cache() -> PathBuf {
 /// The line's environment and runtime; `None` (after saying why) when the
 /// tests that need it are to be skipped.
 pub fn line(name: &'static str) -> Option<&'static Line> {
-    static LINES: [OnceLock<Option<Line>>; 2] = [OnceLock::new(), OnceLock::new()];
-    LINES[usize::from(name == "2.5")].get_or_init(|| prepare(name)).as_ref()
+    static LINES: [OnceLock<Option<Line>>; NAMES.len()] = [const { OnceLock::new() }; NAMES.len()];
+    let index = NAMES.iter().position(|&n| n == name).unwrap_or_else(|| panic!("no line {name}"));
+    LINES[index].get_or_init(|| prepare(name)).as_ref()
 }
+
+/// The lines scripts/torch-npu-venv.sh installs: vllm-ascend's pin, the
+/// older line, and the newest (on a CPU-only torch).
+pub const NAMES: [&str; 3] = ["2.10", "2.5", "2.14"];
 
 fn prepare(name: &'static str) -> Option<Line> {
     if let Some(triple) = support::cross_target() {

@@ -12,7 +12,7 @@
 //! out of memory under torch_npu's default configuration and completes with
 //! expandable segments (docs/real-torch-npu.md).
 
-use super::lines::{LIMIT, Line, line, text};
+use super::lines::{LIMIT, Line, NAMES, line, text};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -261,7 +261,7 @@ fn report_and_diff_show_the_oom_and_its_absence(line: &Line) {
         assert_eq!(torch.len(), 1, "{callers:?}");
         assert_eq!(torch[0]["at_peak"]["device"], recording["totals"]["peak_live_bytes"]);
     }
-    // torch_npu 2.10 wrote its dump (2.5.1 has no such file); `report`
+    // torch_npu 2.10 and 2.14 wrote their dump (2.5.1 has no such file); `report`
     // reads it named beside the recording and ties it to the fatal failure.
     let dumps: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -269,7 +269,7 @@ fn report_and_diff_show_the_oom_and_its_absence(line: &Line) {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|name| name.starts_with("device_0_memUsageInfo_") && name.ends_with(".csv"))
         .collect();
-    assert_eq!(dumps.len(), usize::from(line.name == "2.10"), "{dumps:?}");
+    assert_eq!(dumps.len(), usize::from(line.name != "2.5"), "{dumps:?}");
     if let Some(name) = dumps.first() {
         let report_dir = cli(&["report".as_ref(), before.as_ref(), dir.join(name).as_ref()]);
         assert!(report_dir.contains(&format!("{}: device 0 at ", dir.join(name).display())), "{report_dir}");
@@ -354,30 +354,44 @@ fn sleep_mode_left_alone(line: &Line) {
 /// with and without it.
 fn refused_values_left_alone(line: &Line) {
     // (why the library refuses, PYTORCH_NPU_ALLOC_CONF, PYTORCH_ALLOC_CONF,
-    //  verdict of 2.10.0.post4, verdict of 2.5.1)
+    //  verdicts of 2.10.0.post4, 2.5.1 and 2.14.0, in NAMES order)
     const CONFLICT: &str = "`max_split_size_mb` or `garbage_collection_threshold`, cannot be \
                             enabled with `expandable_segments`, please set `expandable_segments` to `False`.";
     const BOOL: &str = "Expected a single True/False argument for expandable_segments";
     const INVALID_MAX_SPLIT: &str = "CachingAllocator option max_split_size_mb is invalid.";
     const BOGUS: &str = "Unrecognized CachingAllocator option: bogus";
     const COMMA: &str = "Unrecognized CachingAllocator option: ,";
-    let cases: &[(&str, &str, Option<&str>, &str, &str)] = &[
-        ("conflict", "max_split_size_mb:256", None, "accepted", "accepted"),
-        ("conflict", "garbage_collection_threshold:0.6", None, "accepted", "accepted"),
-        ("conflict, explicit key", "max_split_size_mb:256,expandable_segments:True", None, CONFLICT, CONFLICT),
-        ("invalid value", "max_split_size_mb:abc", None, INVALID_MAX_SPLIT, "stoi"),
-        ("tab in a value", "max_split_size_mb:\t256", None, INVALID_MAX_SPLIT, "accepted"),
-        ("unknown key", "bogus:1", None, BOGUS, BOGUS),
-        ("empty key (vllm-ascend's append)", ",expandable_segments:True", None, COMMA, COMMA),
-        ("lowercase value", "expandable_segments:true", None, BOOL, BOOL),
-        ("explicitly off", "expandable_segments:False", None, "accepted", "accepted"),
-        ("wrong separator", "expandable_segments:True;page_size:1g", None, BOOL, BOOL),
-        ("both variables set", "page_size:1g", Some("max_split_size_mb:256"), "accepted", "accepted"),
+    // 2.14's parser is c10's ConfigTokenizer: other words, ValueError.
+    const BOGUS_214: &str = "Unrecognized key 'bogus' in NPU allocator config, ";
+    const COMMA_214: &str = "Unrecognized key ',' in NPU allocator config, ";
+    const BOOL_214: &str = "Expected 'True' or 'False' at index 2 in ConfigTokenizer but got 'true'";
+    const BOTH_214: &str =
+        "Both PYTORCH_NPU_ALLOC_CONF and PYTORCH_ALLOC_CONF have been set, please set only one of them.";
+    const A: &str = "accepted";
+    type Case = (&'static str, &'static str, Option<&'static str>, [&'static str; 3]);
+    let cases: &[Case] = &[
+        ("conflict", "max_split_size_mb:256", None, [A, A, A]),
+        ("conflict", "garbage_collection_threshold:0.6", None, [A, A, A]),
+        ("conflict, explicit key", "max_split_size_mb:256,expandable_segments:True", None, [CONFLICT; 3]),
+        ("invalid value", "max_split_size_mb:abc", None, [INVALID_MAX_SPLIT, "stoi", "stoull"]),
+        ("tab in a value", "max_split_size_mb:\t256", None, [INVALID_MAX_SPLIT, A, A]),
+        ("unknown key", "bogus:1", None, [BOGUS, BOGUS, BOGUS_214]),
+        ("empty key (vllm-ascend's append)", ",expandable_segments:True", None, [COMMA, COMMA, COMMA_214]),
+        ("lowercase value", "expandable_segments:true", None, [BOOL, BOOL, BOOL_214]),
+        ("explicitly off", "expandable_segments:False", None, [A, A, A]),
+        (
+            "wrong separator",
+            "expandable_segments:True;page_size:1g",
+            None,
+            [BOOL, BOOL, "Unrecognized key '1g' in NPU allocator config, "],
+        ),
+        ("both variables set", "page_size:1g", Some("max_split_size_mb:256"), [A, A, BOTH_214]),
     ];
     let dir = scratch(line, "refused");
     let mut verdicts = Vec::new();
-    for (i, &(why, npu_conf, alloc_conf, verdict_210, verdict_251)) in cases.iter().enumerate() {
-        let expected = if line.name == "2.5" { verdict_251 } else { verdict_210 };
+    let column = NAMES.iter().position(|&n| n == line.name).expect("a known line");
+    for (i, &(why, npu_conf, alloc_conf, per_line)) in cases.iter().enumerate() {
+        let expected = per_line[column];
         let mut seen = Vec::new();
         for preload in [false, true] {
             let mut command = python(line, preload, &dir, &format!("{i}-{preload}"));
@@ -410,21 +424,85 @@ fn refused_values_left_alone(line: &Line) {
     std::fs::write(&record, pretty).expect("write verdicts");
 }
 
+/// What a short probe allocated, by API, and the device's peaks. Not what
+/// happens at interpreter exit: whether torch_npu's teardown runs before the
+/// runtime writes its counters varies from run to run.
+fn allocations(stats: &Value) -> Value {
+    let by_api: serde_json::Map<String, Value> = stats["by_api"]
+        .as_object()
+        .expect("by_api")
+        .iter()
+        .filter(|(name, _)| !["Free", "Unmap", "Release"].iter().any(|word| name.contains(word)))
+        .map(|(name, counts)| (name.clone(), counts.clone()))
+        .collect();
+    serde_json::json!({
+        "by_api": by_api,
+        "alloc_calls": stats["totals"]["alloc_calls"],
+        "alloc_bytes": stats["totals"]["alloc_bytes"],
+        "peak_live_bytes": stats["totals"]["peak_live_bytes"],
+        "peak_reserved_bytes": stats["peak_reserved_bytes"],
+    })
+}
+
+/// Issue 17: NPU and CUDA normalization never interfere. On the line that
+/// reads PyTorch's shared variables (2.14: PYTORCH_ALLOC_CONF, and
+/// PYTORCH_CUDA_ALLOC_CONF through torch's own c10), in an Ascend deployment,
+/// the CUDA switch changes nothing torch_npu sees or does: the variables, the
+/// parser's verdict and every counter of the runtime are those of the NPU
+/// decision alone.
+#[test]
+fn the_cuda_switch_changes_nothing_for_torch_npu() {
+    let Some(line) = line("2.14") else { return };
+    let dir = scratch(line, "cuda-switch");
+    const ASCEND: (&str, &str) = ("ASCEND_OPP_PATH", "/usr/local/Ascend/ascend-toolkit/latest/opp");
+    let probe = |tag: &str, env: &[(&str, &str)], preload: bool| -> (Value, Value) {
+        let mut command = python(line, preload, &dir, tag);
+        command.arg(support::repo().join("tests/fixtures/parser_probe.py")).envs(env.iter().copied());
+        let out = support::run_with_timeout(&mut command, LIMIT);
+        assert!(out.status.success(), "{env:?}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let seen = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the probe's line");
+        (seen, read_json(&dir.join(format!("{tag}.stats.json"))))
+    };
+    // Why it matters: the variable CUDA's decision would write, beside a
+    // value the NPU decision refuses to extend, breaks torch_npu 2.14.
+    let (by_hand, _) = probe(
+        "by-hand",
+        &[("PYTORCH_NPU_ALLOC_CONF", "max_split_size_mb:256"), ("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")],
+        false,
+    );
+    assert!(by_hand["verdict"].as_str().unwrap().contains("cannot be enabled with `expandable_segments`"), "{by_hand}");
+    let cases: &[&[(&str, &str)]] = &[
+        &[],
+        &[("PYTORCH_NPU_ALLOC_CONF", "max_split_size_mb:256")],
+        &[("PYTORCH_NPU_ALLOC_CONF", "expandable_segments:False")],
+        &[("PYTORCH_NPU_ALLOC_CONF", "pinned_mem_register:True")],
+        &[("PYTORCH_ALLOC_CONF", "page_size:1g")],
+        &[("PYTORCH_ALLOC_CONF", "max_split_size_mb:256")],
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let env: Vec<(&str, &str)> = [ASCEND].into_iter().chain(case.iter().copied()).collect();
+        let alone = probe(&format!("{i}-npu"), &env, true);
+        let switched: Vec<_> = env.iter().copied().chain([("NPU_ALLOC_SHIM_CUDA_NORMALIZE", "1")]).collect();
+        let with_switch = probe(&format!("{i}-both"), &switched, true);
+        assert_eq!(with_switch.0, alone.0, "variables and verdict for {case:?}");
+        assert_eq!(allocations(&with_switch.1), allocations(&alone.1), "the runtime's allocations for {case:?}");
+        println!("torch_npu 2.14, CUDA switch on and off: {case:?} -> {}", alone.0);
+    }
+}
+
 /// One #[test] per check and line, so each shows (and times) on its own.
-macro_rules! on_both_lines {
+macro_rules! on_every_line {
     ($($check:ident),* $(,)?) => {
-        mod line_2_10 {
+        on_every_line!(@line line_2_10 "2.10"; $($check),*);
+        on_every_line!(@line line_2_5 "2.5"; $($check),*);
+        on_every_line!(@line line_2_14 "2.14"; $($check),*);
+    };
+    (@line $module:ident $name:literal; $($check:ident),*) => {
+        mod $module {
             $(#[test]
             fn $check() {
-                if let Some(line) = super::line("2.10") {
-                    super::$check(line);
-                }
-            })*
-        }
-        mod line_2_5 {
-            $(#[test]
-            fn $check() {
-                if let Some(line) = super::line("2.5") {
+                if let Some(line) = super::line($name) {
                     super::$check(line);
                 }
             })*
@@ -432,7 +510,7 @@ macro_rules! on_both_lines {
     };
 }
 
-on_both_lines!(
+on_every_line!(
     default_config_runs_out_of_memory,
     expandable_path_completes,
     recording_matches_runtime_through_oom,
