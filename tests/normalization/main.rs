@@ -12,3 +12,4 @@ mod readme;
 mod rules;
 mod secure;
 mod switches;
+mod vllm_ascend;

@@ -132,6 +132,16 @@ fn rule_5_an_existing_key_is_left_alone_in_any_spacing() {
             b"expandable_segments:true",
             Log::Warn(&["Expected a single True/False argument for expandable_segments", "left alone"]),
         ),
+        // Set by hand beside a key torch_npu refuses it with: it will fail.
+        kept(
+            b"max_split_size_mb:256,expandable_segments:True",
+            Log::Warn(&[
+                "together with max_split_size_mb",
+                "fail at the first NPU allocation",
+                "remove max_split_size_mb",
+            ]),
+        ),
+        kept(b"garbage_collection_threshold:0.6,expandable_segments:False", Log::Silent),
     ]);
 }
 

@@ -305,6 +305,32 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
     if keys.iter().any(|k| k == spec.enable_key.as_bytes()) {
         // The user's choice stands; but say so when torch_npu will reject it.
         return match parse(value, Dialect::Lenient, spec.keys) {
+            Ok(parsed) if parsed.value_of(spec.enable_key) == Some(spec.enable_value) => {
+                match conflicts_in(spec, value).first() {
+                    // Set by hand beside a key the framework refuses it with.
+                    Some(conflict) => {
+                        let why = conflict.reason.map_or_else(
+                            || {
+                                format!(
+                                    "{} refuses the two together ({})",
+                                    spec.framework, spec.wording.conflict_effect
+                                )
+                            },
+                            str::to_owned,
+                        );
+                        let message = format!(
+                            "{var}={shown} sets {pair} together with {}: {why}. Left alone; remove {} to use \
+                             expandable segments",
+                            conflict.key, conflict.key
+                        );
+                        Decision::new(Rule::HasKey, Action::Keep, Level::Warn, message)
+                    }
+                    None => {
+                        let message = format!("{var}={shown} already names {}: left alone", spec.enable_key);
+                        Decision::new(Rule::HasKey, Action::Keep, Level::Debug, message)
+                    }
+                }
+            }
             Ok(_) => {
                 let message = format!("{var}={shown} already names {}: left alone", spec.enable_key);
                 Decision::new(Rule::HasKey, Action::Keep, Level::Debug, message)
@@ -590,6 +616,22 @@ mod tests {
             set_value(&d),
             Some(("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:128,expandable_segments:True".into()))
         );
+    }
+
+    #[test]
+    fn the_key_set_by_hand_beside_a_conflicting_key_is_left_alone_with_a_warning() {
+        let d = decide(&SPEC, &facts(Some("max_split_size_mb:256,expandable_segments:True")));
+        assert_eq!((d.rule, d.level, &d.action), (Rule::HasKey, Level::Warn, &Action::Keep));
+        assert!(d.message.contains("together with max_split_size_mb"), "{}", d.message);
+        assert!(d.message.contains("fail at the first NPU allocation"), "{}", d.message);
+        // Turned off by hand, or on without a conflict: nothing to say.
+        for value in ["max_split_size_mb:256,expandable_segments:False", "page_size:1g,expandable_segments:True"] {
+            assert_eq!(decide(&SPEC, &facts(Some(value))).level, Level::Debug, "{value}");
+        }
+        use crate::runtime::cuda::SPEC as CUDA;
+        let d = decide(&CUDA, &cuda(Some("backend:cudaMallocAsync,expandable_segments:True"), None));
+        assert_eq!((d.rule, d.level), (Rule::HasKey, Level::Warn));
+        assert!(d.message.contains("has no expandable segments"), "{}", d.message);
     }
 
     #[test]

@@ -161,6 +161,9 @@ pub struct Wording {
     pub key_lines: [&'static str; 3],
     /// What accepts a key no line knows.
     pub no_line: &'static str,
+    /// What the framework does with the enable key set beside a conflicting
+    /// key that has no reason of its own (measured on the real lines).
+    pub conflict_effect: &'static str,
     /// The framework's tokenizers, for the strict and the lenient dialect
     /// (`allocconf::tokenizer::Dialect`, in that order); `None`: no line
     /// of it tokenizes that way.
