@@ -87,7 +87,12 @@ fn a_cuda_process_hears_only_about_cuda() {
     let (_, _, lines) = run(&[], &[]);
     assert!(lines.is_empty(), "not opted in: nothing about CUDA, and nothing about the NPU: {lines:?}");
     let (rec, _, lines) = run(&[], &[("NPU_ALLOC_SHIM_CUDA_NORMALIZE", "1")]);
-    assert_eq!(lines, ["npu-alloc-shim: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (was unset)"]);
+    assert_eq!(
+        lines,
+        [
+            "npu-alloc-shim: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (was unset); sleep mode started from Python (vLLM's CuMemAllocator) needs NPU_ALLOC_SHIM_CUDA_NORMALIZE unset"
+        ]
+    );
     assert_eq!(rec["config"]["rule"], "unset");
     assert_eq!(rec["config"]["after"], "expandable_segments:True");
 }

@@ -45,7 +45,12 @@ fn opted_in_the_variable_read_on_every_line_gets_expandable_segments() {
     assert_eq!(values[CUDA], "expandable_segments:True");
     assert!(!values.contains_key(GENERIC), "never created: torch_npu refuses both of its variables together");
     assert!(values["NPU_ALLOC_SHIM_CUDA_DECISION"].starts_with("set:PYTORCH_CUDA_ALLOC_CONF:"), "{values:?}");
-    assert_eq!(lines, ["npu-alloc-shim: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (was unset)"]);
+    assert_eq!(
+        lines,
+        [
+            "npu-alloc-shim: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (was unset); sleep mode started from Python (vLLM's CuMemAllocator) needs NPU_ALLOC_SHIM_CUDA_NORMALIZE unset"
+        ]
+    );
     let (values, _) = seen(&[], &[OPT_IN, (CUDA, "max_split_size_mb:128")]);
     assert_eq!(values[CUDA], "max_split_size_mb:128,expandable_segments:True");
     // The generic variable alone is the one PyTorch reads: appended there.

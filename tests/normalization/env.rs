@@ -119,7 +119,7 @@ fn preloading_twice_changes_the_value_once() {
                 if preload.contains(':') {
                     assert_eq!(lines.len(), 2, "{what}");
                     let applied = format!(
-                        "npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=\"{want}\" (already applied by npu-alloc-shim)"
+                        "npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=\"{want}\" (already applied by npu-alloc-shim); sleep mode started from Python (vLLM's CaMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0"
                     );
                     assert_eq!(lines[1], applied);
                 }
@@ -152,7 +152,7 @@ fn running_the_normalized_environment_again_changes_nothing() {
                 // inherited; without it the key is there and nothing is said.
                 if keep_marker && probe.uses_runtime() {
                     assert_eq!(again.lines().len(), 1, "{what}");
-                    assert!(again.stderr.ends_with("(already applied by npu-alloc-shim)\n"), "{what}");
+                    assert!(again.stderr.ends_with("(already applied by npu-alloc-shim); sleep mode started from Python (vLLM's CaMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0\n"), "{what}");
                 } else {
                     assert_eq!(again.stderr, "", "{what}");
                 }

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 use support::probes;
-use support::probes::{PAIR, SPECIFIC, Seen};
+use support::probes::{NPU_SLEEP_SWITCH, PAIR, SPECIFIC, Seen};
 
 /// Python: print what it sees, then run `child` (argv) with subprocess.
 fn python_then(child: &[String], extra: &[&str]) -> Command {
@@ -61,7 +61,8 @@ fn parent_speaks(chain: &str) -> bool {
 fn children_of_a_normalized_process_see_it_applied_and_say_so_where_they_use_the_runtime() {
     for (value, want) in [(None, PAIR.to_owned()), (Some("page_size:1g"), format!("page_size:1g,{PAIR}"))] {
         let env: Vec<(&str, &str)> = value.map(|v| (SPECIFIC, v)).into_iter().collect();
-        let inherited = format!("npu-alloc-shim: {SPECIFIC}=\"{want}\" (already applied by npu-alloc-shim)");
+        let inherited =
+            format!("npu-alloc-shim: {SPECIFIC}=\"{want}\" (already applied by npu-alloc-shim){NPU_SLEEP_SWITCH}");
         for (name, command) in chains(&[]) {
             let seen = run_chain(name, command, &env);
             let (parent, child) = (&seen.views[0], &seen.views[1]);
@@ -82,7 +83,8 @@ fn children_of_a_normalized_process_see_it_applied_and_say_so_where_they_use_the
         }
     }
     // At debug every process says it at load, the shell too.
-    let inherited = format!("npu-alloc-shim: {SPECIFIC}=\"{PAIR}\" (already applied by npu-alloc-shim)");
+    let inherited =
+        format!("npu-alloc-shim: {SPECIFIC}=\"{PAIR}\" (already applied by npu-alloc-shim){NPU_SLEEP_SWITCH}");
     for (name, command) in chains(&[]) {
         let seen = run_chain(name, command, &[("NPU_ALLOC_SHIM_LOG", "debug")]);
         assert_eq!(seen.lines().len(), 2, "{name}: {seen:?}");

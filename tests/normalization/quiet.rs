@@ -132,7 +132,7 @@ fn said(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
 
 #[test]
 fn a_program_using_the_runtime_hears_the_decision_once() {
-    let change = "npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=expandable_segments:True (was unset)";
+    let change = "npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=expandable_segments:True (was unset); sleep mode started from Python (vLLM's CaMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0";
     let dlopen_only = workload_dlopen();
     let linked = common::workload();
     // Four threads race to the first call; a forked child inherits that it
@@ -167,12 +167,17 @@ fn a_shell_that_starts_a_runtime_user_stays_silent_and_its_child_speaks() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "start\nend\n");
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
-        "npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=\"expandable_segments:True\" (already applied by npu-alloc-shim)\n"
+        "npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=\"expandable_segments:True\" (already applied by npu-alloc-shim); sleep mode started from Python (vLLM's CaMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0\n"
     );
 }
 
 #[test]
 fn at_debug_every_process_says_it_at_load() {
     let lines = said(Path::new("/bin/true"), &[], &[("NPU_ALLOC_SHIM_LOG", "debug")]);
-    assert_eq!(lines, ["npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=expandable_segments:True (was unset)"]);
+    assert_eq!(
+        lines,
+        [
+            "npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=expandable_segments:True (was unset); sleep mode started from Python (vLLM's CaMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0"
+        ]
+    );
 }

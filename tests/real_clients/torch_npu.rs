@@ -181,7 +181,14 @@ fn expandable_path_completes(line: &Line) {
     assert_eq!(run.result["alloc_conf"], "expandable_segments:True");
     // Said once, by the process that uses the runtime (issue 13).
     let said: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("npu-alloc-shim:")).collect();
-    assert_eq!(said, ["npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=expandable_segments:True (was unset)"], "{}", run.stderr);
+    assert_eq!(
+        said,
+        [
+            "npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=expandable_segments:True (was unset); sleep mode started from Python (vLLM's CaMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0"
+        ],
+        "{}",
+        run.stderr
+    );
     assert!(api_calls(&run.stats, "aclrtReserveMemAddress") > 0, "{}", run.stats);
     assert!(api_calls(&run.stats, "aclrtMallocPhysical") > 0, "{}", run.stats);
     assert_eq!(api_calls(&run.stats, "aclrtMallocAlign32"), 0, "no classic segments");
@@ -422,6 +429,32 @@ fn refused_values_left_alone(line: &Line) {
     let record = support::fixture_dir().join(format!("real-parser-verdicts-{}.json", line.name));
     let pretty = serde_json::to_string_pretty(&verdicts).expect("json");
     std::fs::write(&record, pretty).expect("write verdicts");
+}
+
+/// Issue 16: sleep mode started from Python does not show on the command
+/// line, so the library writes the key and vllm-ascend's CaMemAllocator
+/// then asserts. The library's one line stands just before that assertion
+/// and names the switch; with the switch, the allocator is created.
+#[test]
+fn sleep_mode_from_python_fails_right_after_the_line_that_names_the_switch() {
+    let Some(line) = line("2.10") else { return };
+    let dir = scratch(line, "camem");
+    let script = support::repo().join("tests/fixtures/camem_assertion.py");
+    let mut command = python(line, true, &dir, "on");
+    let out = support::run_with_timeout(command.arg(&script), LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the assertion fails: {stderr}");
+    let said = stderr.find(
+        "npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=expandable_segments:True (was unset); \
+                            sleep mode started from Python (vLLM's CaMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0",
+    );
+    let asserted = stderr.find("AssertionError: Expandable segments are not compatible with memory pool");
+    assert!(said.is_some() && asserted.is_some() && said < asserted, "{stderr}");
+    let mut command = python(line, true, &dir, "off");
+    let out = support::run_with_timeout(command.arg(&script).env("NPU_ALLOC_SHIM_NORMALIZE", "0"), LIMIT);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("CaMemAllocator created"));
+    assert!(!text(&out.stderr).contains("npu-alloc-shim:"), "{}", text(&out.stderr));
 }
 
 /// What a short probe allocated, by API, and the device's peaks. Not what

@@ -12,6 +12,10 @@ use std::sync::OnceLock;
 pub const SPECIFIC: &str = "PYTORCH_NPU_ALLOC_CONF";
 pub const GENERIC: &str = "PYTORCH_ALLOC_CONF";
 pub const MARKER: &str = "NPU_ALLOC_SHIM_DECISION";
+/// What the library says after every value it writes for the NPU: the
+/// switch for a sleep mode the command line does not show.
+pub const NPU_SLEEP_SWITCH: &str =
+    "; sleep mode started from Python (vLLM's CaMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0";
 pub const PAIR: &str = "expandable_segments:True";
 
 /// What one process saw of the three variables (`None`: unset).

@@ -267,7 +267,11 @@ fn follow_parent(spec: &RuntimeSpec, facts: &Facts) -> Option<Decision> {
             };
             match current {
                 Some(value) if fingerprint(value) == hash => {
-                    let message = format!("{var}={} (already applied by npu-alloc-shim)", quote(value, MESSAGE_LIMIT));
+                    let message = format!(
+                        "{var}={} (already applied by npu-alloc-shim); {}",
+                        quote(value, MESSAGE_LIMIT),
+                        spec.wording.sleep_mode_switch
+                    );
                     Decision::new(Rule::InheritedApplied, Action::Nothing, Level::Info, message)
                 }
                 _ => {
@@ -295,7 +299,7 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
         Some(value) if !is_blank(value) => value,
         _ => {
             let was = value.map_or_else(|| "was unset".to_owned(), |v| format!("was {}", quote(v, MESSAGE_LIMIT)));
-            let message = format!("{var}={pair} ({was})");
+            let message = format!("{var}={pair} ({was}); {}", spec.wording.sleep_mode_switch);
             let action = Action::Set { var, value: pair.into_bytes() };
             return Decision::new(Rule::Unset, action, Level::Info, message);
         }
@@ -382,6 +386,8 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
     if let Err(error) = parse(value, Dialect::Strict, spec.keys) {
         message.push_str(&format!("; note: older {} rejects this value already ({error})", spec.framework));
     }
+    message.push_str("; ");
+    message.push_str(spec.wording.sleep_mode_switch);
     Decision::new(Rule::Append, Action::Set { var, value: new_value }, Level::Info, message)
 }
 
@@ -532,7 +538,10 @@ mod tests {
         let same = decide(&SPEC, &Facts { marker: Some(marker.clone()), ..facts(Some("expandable_segments:True")) });
         assert_eq!(
             (same.level, same.message.as_str()),
-            (Level::Info, "PYTORCH_NPU_ALLOC_CONF=\"expandable_segments:True\" (already applied by npu-alloc-shim)")
+            (
+                Level::Info,
+                "PYTORCH_NPU_ALLOC_CONF=\"expandable_segments:True\" (already applied by npu-alloc-shim); sleep mode started from Python (vLLM's CaMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0"
+            )
         );
         let removed = decide(&SPEC, &Facts { marker: Some(marker), ..facts(None) });
         assert_eq!(removed.level, Level::Debug);

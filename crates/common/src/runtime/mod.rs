@@ -161,6 +161,11 @@ pub struct Wording {
     pub key_lines: [&'static str; 3],
     /// What accepts a key no line knows.
     pub no_line: &'static str,
+    /// Said with every value the library writes: how to turn it off for a
+    /// memory pool that refuses expandable segments and that the command
+    /// line does not show (sleep mode started from Python), so that the line
+    /// stands in the log just before that pool's own assertion.
+    pub sleep_mode_switch: &'static str,
     /// What the framework does with the enable key set beside a conflicting
     /// key that has no reason of its own (measured on the real lines).
     pub conflict_effect: &'static str,

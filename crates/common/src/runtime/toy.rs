@@ -77,6 +77,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
         error_codes: "the toy's error codes",
         key_lines: ["every toy line", "newer toy lines", "the toy's development branch"],
         no_line: "no toy version",
+        sleep_mode_switch: "the toy pool needs NPU_ALLOC_SHIM_NORMALIZE=0",
         conflict_effect: "the toy runtime refuses it",
         dialects: [None, Some("the toy's tokenizer")],
     },

@@ -204,6 +204,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
             "torch development branch only",
         ],
         no_line: "no torch version",
+        sleep_mode_switch: "sleep mode started from Python (vLLM's CuMemAllocator) needs NPU_ALLOC_SHIM_CUDA_NORMALIZE unset",
         conflict_effect: "no torch line from 2.5.1 on refuses a pair",
         // c10's ConfigTokenizer on every line: splits on , : [ ] and drops whitespace.
         dialects: [None, Some("PyTorch allocator config tokenizer")],

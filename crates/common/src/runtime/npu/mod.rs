@@ -170,6 +170,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
             "torch_npu development branch only",
         ],
         no_line: "no torch_npu version",
+        sleep_mode_switch: "sleep mode started from Python (vLLM's CaMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0",
         conflict_effect: "torch_npu 2.5.1, 2.10.0.post4 and 2.14.0 fail at the first NPU allocation: \"cannot be enabled with `expandable_segments`\"",
         dialects: [Some("older torch_npu tokenizer (2.5.1)"), Some("newer torch_npu tokenizer (2.10)")],
     },
