@@ -66,12 +66,12 @@ struct Run {
 
 /// The workload with the library preloaded before the fake runtime.
 fn run(env: &[(String, String)], extra: &[(&str, &str)], dir: &Path) -> Run {
-    run_with(env, extra, dir, true)
+    run_with(env, extra, dir, true, &[])
 }
 
 /// The workload on the fake runtime, with or without the library (without
 /// it, `recording` is `null`).
-fn run_with(env: &[(String, String)], extra: &[(&str, &str)], dir: &Path, library: bool) -> Run {
+fn run_with(env: &[(String, String)], extra: &[(&str, &str)], dir: &Path, library: bool, args: &[&str]) -> Run {
     let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).expect(name);
     let mut command = support::clean_command(get("TORCH_CUDA_PYTHON"));
     for (key, value) in env {
@@ -89,7 +89,8 @@ fn run_with(env: &[(String, String)], extra: &[(&str, &str)], dir: &Path, librar
         .env("FAKE_CUDA_STATS_FILE", dir.join("fake.json"))
         .envs(extra.iter().copied())
         .current_dir(dir)
-        .arg(support::repo().join("tests/fixtures/cuda_multimodal.py"));
+        .arg(support::repo().join("tests/fixtures/cuda_multimodal.py"))
+        .args(args);
     let out = support::run_with_timeout(&mut command, LIMIT);
     let read = |name: &str| -> Value {
         let bytes = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}\n{}", text(&out.stderr)));
@@ -184,7 +185,7 @@ fn with_the_switch_torch_cuda_does_what_it_does_with_the_variable_alone() {
     std::fs::create_dir_all(&shim_dir).unwrap();
     std::fs::create_dir_all(&hand_dir).unwrap();
     let shim = run(env, &[("NPU_ALLOC_SHIM_CUDA_NORMALIZE", "1")], &shim_dir);
-    let hand = run_with(env, &[("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")], &hand_dir, false);
+    let hand = run_with(env, &[("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")], &hand_dir, false, &[]);
     assert_eq!((shim.status, hand.status), (Some(0), Some(0)), "{}\n{}", shim.stderr, hand.stderr);
     assert_eq!(shim.stdout, hand.stdout, "the workload's own report");
     let apis = |run: &Run| {
@@ -199,7 +200,7 @@ fn with_the_switch_torch_cuda_does_what_it_does_with_the_variable_alone() {
 }
 
 #[test]
-fn an_explicit_choice_and_the_async_backend_are_left_alone() {
+fn an_explicit_choice_the_async_backend_and_sleep_mode_are_left_alone() {
     let Some(env) = environment() else { return };
     let scratch = tempfile::tempdir().unwrap();
     let opted = ("NPU_ALLOC_SHIM_CUDA_NORMALIZE", "1");
@@ -218,6 +219,16 @@ fn an_explicit_choice_and_the_async_backend_are_left_alone() {
     assert!(asynchronous.stderr.contains("has no expandable segments"), "{}", asynchronous.stderr);
     assert_eq!(n(&asynchronous.recording, "/by_api/cuMemCreate/calls"), 0);
     assert_recording_matches(&asynchronous);
+    // vLLM's sleep mode on the command line: its CuMemAllocator refuses
+    // expandable segments, so the switch changes nothing there.
+    let dir = scratch.path().join("sleep");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sleep = run_with(env, &[opted], &dir, true, &["--enable-sleep-mode"]);
+    assert_eq!(sleep.status, Some(1), "{}", sleep.stderr);
+    assert!(sleep.stderr.contains(OOM), "{}", sleep.stderr);
+    assert_eq!(sleep.recording["config"]["rule"], "memory-pool");
+    assert!(sleep.stderr.contains("--enable-sleep-mode"), "the line says why: {}", sleep.stderr);
+    assert_eq!(n(&sleep.recording, "/by_api/cuMemCreate/calls"), 0);
 }
 
 #[test]
