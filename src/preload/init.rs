@@ -48,7 +48,9 @@ fn load() {
 #[cfg_attr(test, allow(dead_code))]
 fn normalize(spec: &'static RuntimeSpec, opts: &Opts, secure: bool, argv: &[Vec<u8>]) {
     let opted_in = spec.opted_in(process::getenv);
-    if !opted_in {
+    // NPU_ALLOC_SHIM_NORMALIZE=0 may have to undo a parent's write, which
+    // needs the marker and the variables.
+    if !opted_in && opts.normalize {
         // Every process of an image-wide preload pays for this: a runtime
         // nobody opted into reads its variable (for the recording) and no more.
         let facts = Facts { disabled: opts.disabled, normalize_off: !opts.normalize, secure, ..Facts::default() };
@@ -76,7 +78,9 @@ fn normalize(spec: &'static RuntimeSpec, opts: &Opts, secure: bool, argv: &[Vec<
     let decision = decide::decide(spec, &facts);
     let applied = apply(spec, &decision);
     let (var, before) = match &decision.action {
-        Action::Set { var, .. } => (*var, if *var == spec.conf_var { facts.specific } else { facts.generic }),
+        Action::Set { var, .. } | Action::Undo { var, .. } => {
+            (*var, if *var == spec.conf_var { facts.specific } else { facts.generic })
+        }
         _ => (spec.conf_var, facts.specific),
     };
     let after = if applied { process::getenv(var) } else { before.clone() };
@@ -107,9 +111,12 @@ fn apply(spec: &RuntimeSpec, decision: &Decision) -> bool {
             return false;
         }
     }
-    if let Action::Set { var, value } = &decision.action
-        && let Err(error) = process::setenv(var, value)
-    {
+    let written = match &decision.action {
+        Action::Set { var, value } | Action::Undo { var, value: Some(value) } => process::setenv(var, value),
+        Action::Undo { var, value: None } => process::unsetenv(var),
+        Action::Keep | Action::Nothing => Ok(()),
+    };
+    if let Err(error) = written {
         log::hold_for(spec, Level::Warn, &format!("{error}; left unchanged"));
         return false;
     }
@@ -119,5 +126,5 @@ fn apply(spec: &RuntimeSpec, decision: &Decision) -> bool {
         log::hold_for(spec, Level::Warn, &error);
     }
     log::hold_for(spec, decision.level, &decision.message);
-    matches!(decision.action, Action::Set { .. })
+    matches!(decision.action, Action::Set { .. } | Action::Undo { .. })
 }

@@ -37,6 +37,17 @@ pub fn setenv(name: &str, value: &[u8]) -> Result<(), String> {
     if rc == 0 { Ok(()) } else { Err(format!("setenv({name}) failed: {}", std::io::Error::last_os_error())) }
 }
 
+/// Removes `name` from the environment (single-threaded callers only, as `setenv`).
+pub fn unsetenv(name: &str) -> Result<(), String> {
+    let rc = with_c_string(name.as_bytes(), |name_c| {
+        // SAFETY: a valid C string; the caller has checked that this process
+        // runs a single thread, so no concurrent getenv.
+        unsafe { libc::unsetenv(name_c) }
+    })
+    .ok_or_else(|| format!("{name}: not a variable name this library sets"))?;
+    if rc == 0 { Ok(()) } else { Err(format!("unsetenv({name}) failed: {}", std::io::Error::last_os_error())) }
+}
+
 /// Calls `body` with `text` as a NUL-terminated string on the stack: the
 /// names are the library's own short constants, and a heap copy (CString)
 /// would bring more of the library's code into every process at start.

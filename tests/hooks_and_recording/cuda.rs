@@ -90,7 +90,7 @@ fn a_cuda_process_hears_only_about_cuda() {
     assert_eq!(
         lines,
         [
-            "npu-alloc-shim: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (was unset); sleep mode started from Python (vLLM's CuMemAllocator) needs NPU_ALLOC_SHIM_CUDA_NORMALIZE unset"
+            "npu-alloc-shim: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (was unset); sleep mode started from Python (vLLM's CuMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0"
         ]
     );
     assert_eq!(rec["config"]["rule"], "unset");

@@ -48,7 +48,7 @@ fn opted_in_the_variable_read_on_every_line_gets_expandable_segments() {
     assert_eq!(
         lines,
         [
-            "npu-alloc-shim: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (was unset); sleep mode started from Python (vLLM's CuMemAllocator) needs NPU_ALLOC_SHIM_CUDA_NORMALIZE unset"
+            "npu-alloc-shim: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (was unset); sleep mode started from Python (vLLM's CuMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0"
         ]
     );
     let (values, _) = seen(&[], &[OPT_IN, (CUDA, "max_split_size_mb:128")]);

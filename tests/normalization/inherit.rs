@@ -1,6 +1,7 @@
 //! Rule 3 in process chains: children follow the decision their parent
 //! recorded in `NPU_ALLOC_SHIM_DECISION`, whatever their own command line.
 
+use std::os::unix::ffi::OsStrExt;
 use std::process::Command;
 use support::probes;
 use support::probes::{NPU_SLEEP_SWITCH, PAIR, SPECIFIC, Seen};
@@ -160,5 +161,45 @@ fn a_malformed_marker_is_ignored() {
         command.env(probes::MARKER, marker);
         let seen = probes::run(&mut command);
         assert_eq!(seen.view().specific_str().as_deref(), Some(PAIR), "{marker:?}");
+    }
+}
+
+/// A Ray worker started by a preloaded raylet inherits the value the
+/// raylet's library wrote; with `NPU_ALLOC_SHIM_NORMALIZE=0` in its
+/// runtime_env (the switch every written line names for sleep mode), or a
+/// sleep-mode flag of its own, the worker's library undoes that write, so
+/// vllm-ascend's CaMemAllocator finds expandable segments off.
+#[test]
+fn a_child_that_must_not_have_expandable_segments_undoes_its_parents_write() {
+    for (value, restored) in [(None, None), (Some("page_size:1g"), Some("page_size:1g"))] {
+        let mut parent = support::preloaded(probes::getenv_probe());
+        if let Some(value) = value {
+            parent.env(SPECIFIC, value);
+        }
+        let seen = probes::run(&mut parent);
+        let (written, marker) = (seen.views[0].specific.clone().unwrap(), seen.views[0].marker.clone().unwrap());
+        assert!(written.ends_with(PAIR.as_bytes()), "{seen:?}");
+        let child = |extra: &[(&str, &str)], args: &[&str], value: &[u8]| {
+            let mut command = support::preloaded(probes::getenv_probe());
+            command
+                .env(SPECIFIC, std::ffi::OsStr::from_bytes(value))
+                .env("NPU_ALLOC_SHIM_DECISION", std::ffi::OsStr::from_bytes(&marker))
+                .envs(extra.iter().copied())
+                .args(args);
+            probes::run(&mut command)
+        };
+        for (extra, args) in
+            [(&[("NPU_ALLOC_SHIM_NORMALIZE", "0")][..], &[][..]), (&[][..], &["--enable-sleep-mode"][..])]
+        {
+            let seen = child(extra, args, &written);
+            assert_eq!(seen.views[0].specific_str().as_deref(), restored, "{extra:?} {args:?}: {seen:?}");
+            assert_eq!(seen.views[0].marker.as_deref(), Some(&b"kept"[..]), "its children leave it alone");
+            let said = seen.lines();
+            assert!(said.len() == 1 && said[0].contains("a parent process had appended"), "{said:?}");
+        }
+        // Changed since the parent wrote it: not the library's to undo.
+        let changed = [&written[..], b",page_size:1g"].concat();
+        let seen = child(&[("NPU_ALLOC_SHIM_NORMALIZE", "0")], &[], &changed);
+        assert_eq!(seen.views[0].specific.as_deref(), Some(&changed[..]), "{seen:?}");
     }
 }

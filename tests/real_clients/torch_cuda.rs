@@ -159,7 +159,7 @@ fn out_of_memory_without_the_switch_completes_with_it_and_both_are_recorded_exac
     assert_eq!(switched.status, Some(0), "{}", switched.stderr);
     assert!(switched.stdout.lines().any(|l| l == "completed"), "{}", switched.stdout);
     assert!(
-        switched.stderr.contains("npu-alloc-shim: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (was unset); sleep mode started from Python (vLLM's CuMemAllocator) needs NPU_ALLOC_SHIM_CUDA_NORMALIZE unset"),
+        switched.stderr.contains("npu-alloc-shim: PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (was unset); sleep mode started from Python (vLLM's CuMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0"),
         "{}",
         switched.stderr
     );

@@ -56,6 +56,7 @@ pub enum Rule {
     BothSet,
     GenericOutsideRuntime,
     OtherDeployment,
+    Undone,
     NotOptedIn,
     KnownBreakage,
 }
@@ -79,6 +80,7 @@ impl Rule {
             Rule::BothSet => "both-set",
             Rule::GenericOutsideRuntime => "generic-outside-runtime",
             Rule::OtherDeployment => "other-deployment",
+            Rule::Undone => "undone",
             Rule::NotOptedIn => "not-opted-in",
             Rule::KnownBreakage => "known-breakage",
         }
@@ -101,6 +103,9 @@ pub enum Action {
     Keep,
     /// Touch nothing, not even the marker.
     Nothing,
+    /// Put back what a parent's write replaced (`None`: unset it), and tell
+    /// children to leave the variables alone.
+    Undo { var: &'static str, value: Option<Vec<u8>> },
 }
 
 #[derive(Clone, Debug)]
@@ -121,7 +126,7 @@ impl Decision {
     pub fn marker(&self) -> Option<Marker> {
         match &self.action {
             Action::Set { var, value } => Some(Marker::Set { var: (*var).to_owned(), hash: fingerprint(value) }),
-            Action::Keep => Some(Marker::Kept),
+            Action::Keep | Action::Undo { .. } => Some(Marker::Kept),
             Action::Nothing => None,
         }
     }
@@ -135,7 +140,7 @@ impl Decision {
     /// The class `check` reports through its exit status.
     pub fn verdict(&self) -> Verdict {
         match (&self.action, self.level) {
-            (Action::Set { .. }, _) => Verdict::WouldChange,
+            (Action::Set { .. } | Action::Undo { .. }, _) => Verdict::WouldChange,
             (_, Level::Warn) => Verdict::Refused,
             _ => Verdict::Unchanged,
         }
@@ -157,6 +162,11 @@ pub fn decide(spec: &RuntimeSpec, facts: &Facts) -> Decision {
     if facts.secure {
         return Decision::new(Rule::Secure, Nothing, Level::Debug, "secure-execution process: inert".into());
     }
+    if facts.normalize_off
+        && let Some(undo) = undo_parent_write(spec, facts, "NPU_ALLOC_SHIM_NORMALIZE=0")
+    {
+        return undo;
+    }
     if let Some(switch) = spec.opt_in_var
         && !facts.opted_in
     {
@@ -168,6 +178,9 @@ pub fn decide(spec: &RuntimeSpec, facts: &Facts) -> Decision {
         return Decision::new(Rule::NormalizeOff, Nothing, Level::Debug, message);
     }
     if let Some(flag) = memory_pool_flag(&facts.argv, spec.memory_pool_flags) {
+        if let Some(undo) = undo_parent_write(spec, facts, &quote(flag.as_bytes(), MESSAGE_LIMIT)) {
+            return undo;
+        }
         let message = format!(
             "{} left alone: {} pools device memory itself and refuses expandable segments",
             spec.conf_var,
@@ -176,10 +189,16 @@ pub fn decide(spec: &RuntimeSpec, facts: &Facts) -> Decision {
         return Decision::new(Rule::MemoryPool, Keep, Level::Info, message);
     }
     if let Some(why) = (spec.argv_breakage)(&facts.argv) {
+        if let Some(undo) = undo_parent_write(spec, facts, &why) {
+            return undo;
+        }
         let message = format!("{} left alone: {why}", spec.conf_var);
         return Decision::new(Rule::KnownBreakage, Keep, Level::Info, message);
     }
     if let Some((framework, marker)) = facts.other_deployment {
+        if let Some(undo) = undo_parent_write(spec, facts, &format!("a {framework} deployment ({marker} is set)")) {
+            return undo;
+        }
         let message = format!(
             "{} left alone: this is a {framework} deployment ({marker} is set), and {framework} reads PyTorch's \
              allocator variables too",
@@ -239,6 +258,37 @@ fn decide_variables(spec: &RuntimeSpec, facts: &Facts) -> Decision {
         (None, Some(value)) => decide_value(spec, spec.generic_conf_var, Some(value)),
         (None, None) => decide_value(spec, spec.conf_var, None),
     }
+}
+
+/// A process that must not have expandable segments (the switch off, a
+/// memory pool on its command line, ...) but inherited them from a parent
+/// whose library wrote them (a Ray worker started by a preloaded raylet,
+/// with `NPU_ALLOC_SHIM_NORMALIZE=0` in its runtime_env): the write is
+/// undone, if the value is still exactly what the parent wrote. What was
+/// there before is what remains without the appended pair (unset when
+/// nothing remains).
+fn undo_parent_write(spec: &RuntimeSpec, facts: &Facts, why: &str) -> Option<Decision> {
+    let Marker::Set { var, hash } = Marker::parse(facts.marker.as_deref()?)? else { return None };
+    let (var, current) = if var == spec.conf_var {
+        (spec.conf_var, facts.specific.as_deref()?)
+    } else if var == spec.generic_conf_var {
+        (spec.generic_conf_var, facts.generic.as_deref()?)
+    } else {
+        return None;
+    };
+    if fingerprint(current) != hash {
+        return None;
+    }
+    let pair = format!("{}:{}", spec.enable_key, spec.enable_value);
+    let before = current.strip_suffix(pair.as_bytes())?;
+    let before = before.strip_suffix(b",").filter(|rest| !rest.is_empty() && !rest.ends_with(b",")).unwrap_or(before);
+    let (value, was) = if before.is_empty() {
+        (None, "unset".to_owned())
+    } else {
+        (Some(before.to_vec()), quote(before, MESSAGE_LIMIT))
+    };
+    let message = format!("{var} back to {was} ({why}): a parent process had appended {pair}");
+    Some(Decision::new(Rule::Undone, Action::Undo { var, value }, Level::Info, message))
 }
 
 /// Rule 3: children follow the decision their parent recorded. A child says
@@ -641,6 +691,36 @@ mod tests {
         let d = decide(&CUDA, &cuda(Some("backend:cudaMallocAsync,expandable_segments:True"), None));
         assert_eq!((d.rule, d.level), (Rule::HasKey, Level::Warn));
         assert!(d.message.contains("has no expandable segments"), "{}", d.message);
+    }
+
+    #[test]
+    fn an_inherited_write_is_undone_where_the_process_must_not_have_it() {
+        let inherited = |value: &str| {
+            let written = decide(&SPEC, &facts(Some(value).filter(|v| !v.is_empty())));
+            let Action::Set { value: new, .. } = &written.action else { panic!("{value:?}") };
+            Facts {
+                specific: Some(new.clone()),
+                marker: written.marker().map(|m| m.render().into_bytes()),
+                normalize_off: true,
+                ..Facts::default()
+            }
+        };
+        for (value, back) in
+            [("", None), ("page_size:1g", Some("page_size:1g")), ("page_size:1g,", Some("page_size:1g"))]
+        {
+            let d = decide(&SPEC, &inherited(value));
+            assert_eq!(d.rule, Rule::Undone, "{value:?}: {}", d.message);
+            let Action::Undo { var, value: got } = &d.action else { panic!("{:?}", d.action) };
+            assert_eq!((*var, got.as_deref()), ("PYTORCH_NPU_ALLOC_CONF", back.map(str::as_bytes)), "{value:?}");
+            assert_eq!(d.marker(), Some(Marker::Kept));
+        }
+        // A sleep-mode flag undoes it too; changed since, or no marker: not ours.
+        let flagged = Facts { normalize_off: false, argv: vec![b"--enable-sleep-mode".to_vec()], ..inherited("") };
+        assert_eq!(decide(&SPEC, &flagged).rule, Rule::Undone);
+        let changed = Facts { specific: Some(b"page_size:1g".to_vec()), ..inherited("") };
+        assert_eq!(decide(&SPEC, &changed).rule, Rule::NormalizeOff);
+        let unmarked = Facts { marker: None, ..inherited("") };
+        assert_eq!(decide(&SPEC, &unmarked).rule, Rule::NormalizeOff);
     }
 
     #[test]

@@ -49,6 +49,8 @@ mod tests {
             "--enable-sleep-mode=true",
             "--vllm.enable_sleep",
             "--vllm_enable_sleep",
+            "--vllm_enable_sleep_mode",
+            "--vllm_enable_sleep_mode=true",
             "actor_rollout_ref.rollout.enable_sleep_mode=true",
             "+actor_rollout_ref.rollout.enable_sleep_mode=True",
             "enable_sleep_mode=TRUE",

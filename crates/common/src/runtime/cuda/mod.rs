@@ -163,7 +163,12 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     both_set_note: "every torch line reads only PYTORCH_CUDA_ALLOC_CONF then",
     // vLLM sleep mode (CuMemAllocator + MemPool), SGLang's torch_memory_saver,
     // vLLM's KV-transfer connectors (NIXL) (shared/notes/cuda.md).
-    memory_pool_flags: &["--enable-sleep-mode", "--enable-memory-saver", "--kv-transfer-config"],
+    memory_pool_flags: &[
+        "--enable-sleep-mode",
+        "--vllm-enable-sleep-mode",
+        "--enable-memory-saver",
+        "--kv-transfer-config",
+    ],
     argv_breakage: argv::breakage,
     enable_key: "expandable_segments",
     enable_value: "True",
@@ -204,7 +209,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
             "torch development branch only",
         ],
         no_line: "no torch version",
-        sleep_mode_switch: "sleep mode started from Python (vLLM's CuMemAllocator) needs NPU_ALLOC_SHIM_CUDA_NORMALIZE unset",
+        sleep_mode_switch: "sleep mode started from Python (vLLM's CuMemAllocator) needs NPU_ALLOC_SHIM_NORMALIZE=0",
         conflict_effect: "no torch line from 2.5.1 on refuses a pair",
         // c10's ConfigTokenizer on every line: splits on , : [ ] and drops whitespace.
         dialects: [None, Some("PyTorch allocator config tokenizer")],

@@ -129,7 +129,16 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     opt_in_var: None,
     specific_wins: false,
     both_set_note: "newer torch_npu refuses that, older ones ignore PYTORCH_ALLOC_CONF",
-    memory_pool_flags: &["--enable-sleep-mode", "--vllm.enable-sleep", "--vllm-enable-sleep", "--enable-memory-saver"],
+    // vLLM's own flag, OpenRLHF's (`--vllm.enable_sleep`, `--vllm_enable_sleep`),
+    // TRL's (`--vllm_enable_sleep_mode`), SGLang's memory saver
+    // (docs/sleep-mode-markers.md).
+    memory_pool_flags: &[
+        "--enable-sleep-mode",
+        "--vllm.enable-sleep",
+        "--vllm-enable-sleep",
+        "--vllm-enable-sleep-mode",
+        "--enable-memory-saver",
+    ],
     argv_breakage: |_| None,
     enable_key: "expandable_segments",
     enable_value: "True",
