@@ -204,6 +204,14 @@ fn rule_8_valid_values_get_the_pair_appended() {
             b"roundup_power2_divisions:[256:1,512:2,>:8],expandable_segments:True",
             Log::Info(&[]),
         ),
+        // Keys the survey of the wheels found in the newest lines (2.13, 2.14)
+        // and in old ones (align_hugepages, 2.1-2.3): known keys, not typos.
+        specific(
+            Some(b"pinned_max_cached_size_mb:64,throw_on_npumalloc_oom:True"),
+            b"pinned_max_cached_size_mb:64,throw_on_npumalloc_oom:True,expandable_segments:True",
+            Log::Info(&[]),
+        ),
+        specific(Some(b"align_hugepages:True"), b"align_hugepages:True,expandable_segments:True", Log::Info(&[])),
     ]);
 }
 

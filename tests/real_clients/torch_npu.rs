@@ -431,6 +431,30 @@ fn refused_values_left_alone(line: &Line) {
     std::fs::write(&record, pretty).expect("write verdicts");
 }
 
+/// Issue 16: a key only the newest lines know (found in the wheels by
+/// scripts/torch-npu-lines.py) is a known key: the library appends to it,
+/// and torch_npu 2.14 accepts the result and takes the expandable path.
+#[test]
+fn the_newest_lines_keys_get_expandable_segments_on_2_14() {
+    let Some(line) = line("2.14") else { return };
+    let dir = scratch(line, "newest-keys");
+    let mut command = python(line, true, &dir, "probe");
+    command
+        .arg(support::repo().join("tests/fixtures/parser_probe.py"))
+        .env("PYTORCH_NPU_ALLOC_CONF", "pinned_max_cached_size_mb:64,throw_on_npumalloc_oom:True");
+    let out = support::run_with_timeout(&mut command, LIMIT);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let probe: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the probe's line");
+    assert_eq!(
+        probe["env"]["PYTORCH_NPU_ALLOC_CONF"],
+        "pinned_max_cached_size_mb:64,throw_on_npumalloc_oom:True,expandable_segments:True"
+    );
+    assert_eq!(probe["verdict"], "accepted", "{probe}");
+    let stats = read_json(&dir.join("probe.stats.json"));
+    assert!(api_calls(&stats, "aclrtReserveMemAddress") > 0, "the expandable path: {stats}");
+}
+
 /// Issue 16: sleep mode started from Python does not show on the command
 /// line, so the library writes the key and vllm-ascend's CaMemAllocator
 /// then asserts. The library's one line stands just before that assertion

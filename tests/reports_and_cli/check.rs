@@ -192,15 +192,21 @@ fn json_reports_both_parses_with_the_lines_that_accept_each_key() {
     assert_eq!(parses[1]["dialect"], "lenient");
     assert_eq!(parses[1]["error"], Value::Null);
     assert_eq!(parses[1]["entries"][0]["key"], "page_size");
-    assert_eq!(parses[1]["entries"][0]["accepted_by"], "all torch_npu lines (2.5.1 included)");
+    // Which releases know it: from the survey of the wheels (crates/common/data).
+    assert!(
+        parses[1]["entries"][0]["accepted_by"]
+            .as_str()
+            .unwrap()
+            .ends_with("torch_npu releases, 2.1.0.post12 to 2.14.0")
+    );
     assert!(report["message"].as_str().unwrap().contains("older torch_npu rejects this value already"));
 
     let mut command = check();
     command.arg("segment_size_mb:64,release_lock_on_npumalloc:True");
     let (report, _) = json(&mut command);
     let entries = &report["parses"][1]["entries"];
-    assert_eq!(entries[0]["accepted_by"], "newer torch_npu (2.10.0.post4 accepts it, 2.5.1 rejects it)");
-    assert_eq!(entries[1]["accepted_by"], "torch_npu development branch only");
+    assert!(entries[0]["accepted_by"].as_str().unwrap().ends_with("torch_npu releases, 2.6.0.post5 to 2.14.0"));
+    assert!(entries[1]["accepted_by"].as_str().unwrap().ends_with("torch_npu releases, 2.7.1.post11 to 2.14.0"));
     assert_eq!(report["marker"].as_str().map(|m| m.starts_with("set:PYTORCH_NPU_ALLOC_CONF:")), Some(true));
 }
 
@@ -257,7 +263,7 @@ fn an_installed_2_5_1_is_found_and_rejects_newer_keys() {
     assert_eq!((report["runtime"].as_str(), report["framework"]["package"].as_str()), (Some("npu"), Some("torch_npu")));
     let warnings = warnings(&report);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].starts_with("torch_npu 2.5.1 rejects segment_size_mb (verified on 2.5.1"));
+    assert!(warnings[0].starts_with("torch_npu 2.5.1 rejects segment_size_mb (its parser does not know it"));
     let entries = &report["parses"][1]["entries"];
     assert_eq!(entries[0]["installed"], "rejected");
     assert_eq!(entries[1]["installed"], "accepted");
@@ -302,17 +308,45 @@ fn version_py_is_read_without_importing_torch_npu() {
 }
 
 #[test]
-fn middle_and_newest_lines_are_flagged_as_unverified() {
+fn every_surveyed_version_is_answered_exactly_and_others_by_their_line() {
     let scratch = tempfile::tempdir().unwrap();
+    // 2.7.1 itself lacks segment_size_mb (2.7.1.post2 on has it): the survey knows.
     let (report, _) = with_site(&fake_site(scratch.path(), "2.7.1", true), "segment_size_mb:64");
-    assert!(warnings(&report)[0].contains("may reject segment_size_mb (not verified)"), "{report}");
-    let (report, _) = with_site(
-        &fake_site(scratch.path(), "2.10.0.post4", true),
-        "segment_size_mb:64,release_lock_on_npumalloc:True",
-    );
+    assert!(warnings(&report)[0].starts_with("torch_npu 2.7.1 rejects segment_size_mb"), "{report}");
+    // An unsurveyed 2.7.1 release: its line's releases differ.
+    let (report, _) = with_site(&fake_site(scratch.path(), "2.7.1.post99", true), "segment_size_mb:64");
+    assert!(warnings(&report)[0].contains("may reject segment_size_mb"), "{report}");
+    // The newest line knows the keys that newer lines added; 2.10.0.post4 does not.
+    let value = "pinned_max_cached_size_mb:64,release_lock_on_npumalloc:True";
+    let (report, code) = with_site(&fake_site(scratch.path(), "2.14.0", true), value);
+    assert_eq!((code, warnings(&report).len()), (0, 0), "{report}");
+    let (report, _) = with_site(&fake_site(scratch.path(), "2.10.0.post4", true), value);
     let warnings = warnings(&report);
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("may reject release_lock_on_npumalloc"));
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings.iter().all(|w| w.contains("rejects")), "{warnings:?}");
+}
+
+#[test]
+fn both_variables_set_are_a_hard_error_on_the_lines_that_say_so() {
+    let scratch = tempfile::tempdir().unwrap();
+    let both = |version: &str| {
+        let site = fake_site(scratch.path(), version, true);
+        let mut command = check();
+        command
+            .env("PYTHONPATH", &site)
+            .env("PYTORCH_NPU_ALLOC_CONF", "page_size:1g")
+            .env("PYTORCH_ALLOC_CONF", "page_size:1g");
+        json(&mut command).0
+    };
+    let report = both("2.14.0");
+    assert!(
+        warnings(&report)
+            .iter()
+            .any(|w| w.contains("refuses PYTORCH_NPU_ALLOC_CONF and PYTORCH_ALLOC_CONF set together")),
+        "{report}"
+    );
+    let report = both("2.10.0.post4");
+    assert!(!warnings(&report).iter().any(|w| w.contains("set together")), "{report}");
 }
 
 #[test]

@@ -182,6 +182,16 @@ fn build(
     if let Some(version) = installed {
         let keys = known_keys(spec, value.unwrap_or_default());
         warnings.extend((spec.versions.framework_warnings)(version, &keys));
+        if facts.specific.is_some() && facts.generic.is_some() && (spec.versions.both_set_error)(version) {
+            warnings.push(format!(
+                "{} {} refuses {} and {} set together: it fails at its first allocation (\"Both ... have been \
+                 set\"); unset one of them",
+                spec.framework,
+                version.as_str(),
+                spec.conf_var,
+                spec.generic_conf_var
+            ));
+        }
         if name == spec.generic_conf_var && !(spec.versions.reads_generic_variable)(version) {
             warnings.push(format!(
                 "{} {} reads only {}: {name} has no effect there, with or without the library; \
@@ -249,10 +259,13 @@ fn parse_report(
         .map(|entry| {
             let since = key_table::find(spec.keys, entry.key.as_bytes()).map(|k| k.since);
             EntryReport {
-                accepted_by: since.map_or(spec.wording.no_line, |since| spec.wording.accepted_by(since)),
+                accepted_by: since.map_or_else(
+                    || spec.wording.no_line.to_owned(),
+                    |since| (spec.versions.describe_key)(&entry.key, since),
+                ),
                 installed: since
                     .zip(installed)
-                    .map(|(since, version)| (spec.versions.acceptance)(version, since).name()),
+                    .map(|(since, version)| (spec.versions.acceptance)(version, &entry.key, since).name()),
                 key: entry.key,
                 value: entry.value,
             }

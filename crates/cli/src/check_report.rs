@@ -20,7 +20,7 @@ pub struct EntryReport {
     pub key: String,
     pub value: String,
     /// Which lines of the framework accept the key.
-    pub accepted_by: &'static str,
+    pub accepted_by: String,
     /// What the installed framework does with it, when its version is known.
     pub installed: Option<&'static str>,
 }

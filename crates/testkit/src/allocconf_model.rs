@@ -77,10 +77,12 @@ enum Rule {
     OneG,
     /// `N` (0 or a power of two) or `[interval:N, ..., >:N]`.
     Roundup,
+    /// Any one token (a key whose values were never probed).
+    AnyToken,
 }
 
 /// Every key some torch_npu line accepts (typed again here, not imported).
-const RULES: [(&str, Rule); 16] = [
+const RULES: [(&str, Rule); 20] = [
     ("max_split_size_mb", Rule::MegabytesAbove20),
     ("garbage_collection_threshold", Rule::OpenUnit),
     ("expandable_segments", Rule::TrueFalse),
@@ -97,6 +99,10 @@ const RULES: [(&str, Rule); 16] = [
     ("release_lock_on_npumalloc", Rule::TrueFalse),
     ("max_non_split_rounding_mb", Rule::Unsigned),
     ("large_segment_size_mb", Rule::Unsigned),
+    ("pinned_max_cached_size_mb", Rule::Unsigned),
+    ("pinned_max_round_threshold_mb", Rule::Unsigned),
+    ("throw_on_npumalloc_oom", Rule::TrueFalse),
+    ("align_hugepages", Rule::AnyToken),
 ];
 
 pub fn is_key(word: &[u8]) -> bool {
@@ -176,6 +182,7 @@ fn scalar_ok(rule: Rule, text: &[u8]) -> bool {
         Rule::ClosedUnit => finite_number(text).is_some_and(|x| (0.0..=1.0).contains(&x)),
         Rule::OneG => text == b"1g",
         Rule::Roundup => unsigned(text).is_some_and(|n| n == 0 || power_of_two(n)),
+        Rule::AnyToken => true,
     }
 }
 

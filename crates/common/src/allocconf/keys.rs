@@ -58,6 +58,7 @@ pub fn check_scalar(rule: ValueRule, key: &str, text: &[u8]) -> Result<(), Strin
                 Err(format!("{key} must be one of {} (got \"{shown}\")", words.join(", ")))
             }
         }
+        ValueRule::AnyWord => Ok(()),
         ValueRule::RoundupDivisions => match digits(text) {
             Some(v) if v == 0 || v.is_power_of_two() => Ok(()),
             _ => Err(format!(

@@ -10,6 +10,8 @@ pub enum Since {
     Newer,
     /// Seen only in torch_npu's development branch.
     Master,
+    /// Looked up in the runtime's survey of its released versions.
+    Surveyed,
 }
 
 /// The value rule of one key, as torch_npu checks it.
@@ -33,6 +35,8 @@ pub enum ValueRule {
     OneOf(&'static [&'static str]),
     /// `N` (power of two or 0) or a list `[256:1,512:2,>:8]`.
     RoundupDivisions,
+    /// Any one word: a key whose values nobody probed.
+    AnyWord,
 }
 
 #[derive(Clone, Copy, Debug)]

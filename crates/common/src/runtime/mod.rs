@@ -182,6 +182,7 @@ impl Wording {
             Since::Legacy => self.key_lines[0],
             Since::Newer => self.key_lines[1],
             Since::Master => self.key_lines[2],
+            Since::Surveyed => "the surveyed versions of the framework",
         }
     }
 }
@@ -222,8 +223,13 @@ pub struct VersionFacts {
     pub framework_warnings: fn(&Version, &KeyLines) -> Vec<String>,
     /// Whether the framework reads PyTorch's generic variable too.
     pub reads_generic_variable: fn(&Version) -> bool,
-    /// How the installed framework treats a key accepted by `Since`.
-    pub acceptance: fn(&Version, Since) -> Acceptance,
+    /// How the installed framework treats `key` (accepted by `Since`).
+    pub acceptance: fn(&Version, &str, Since) -> Acceptance,
+    /// Which versions accept `key` (accepted by `Since`), in a few words.
+    pub describe_key: fn(&str, Since) -> String,
+    /// Whether the installed framework refuses both allocator variables set
+    /// together (a hard error at its first allocation).
+    pub both_set_error: fn(&Version) -> bool,
     /// The driver version from the text of a driver version file.
     pub driver_version: fn(&str) -> Option<Version>,
     /// Warnings about the installed driver.

@@ -67,7 +67,9 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     versions: VersionFacts {
         framework_warnings: no_warnings,
         reads_generic_variable: |_| false,
-        acceptance: |_, _| super::keys::Acceptance::Accepted,
+        acceptance: |_, _, _| super::keys::Acceptance::Accepted,
+        describe_key: |_, _| "every toy version".to_owned(),
+        both_set_error: |_| false,
         driver_version: |_| None,
         driver_warnings: |_| Vec::new(),
     },

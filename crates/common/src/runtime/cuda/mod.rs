@@ -195,7 +195,10 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     versions: VersionFacts {
         framework_warnings: versions::torch_warnings,
         reads_generic_variable: versions::torch_reads_generic_variable,
-        acceptance: versions::acceptance,
+        acceptance: |torch, _, since| versions::acceptance(torch, since),
+        describe_key: |_, since| SPEC.wording.accepted_by(since).to_owned(),
+        // Measured on 2.5.1-2.15.0: PYTORCH_CUDA_ALLOC_CONF wins, no error.
+        both_set_error: |_| false,
         driver_version: versions::driver_version,
         driver_warnings: |_| Vec::new(),
     },

@@ -8,31 +8,78 @@ pub mod versions;
 use super::keys::{Conflict, KeySpec, Since, ValueRule};
 use super::{Placement, RuntimeSpec, VersionFacts, Wording};
 
-/// Versions 2.5.1 and earlier (and 2.1.0 from 6.0.rc1 on) know these five keys.
-const LEGACY: Since = Since::Legacy;
-/// Keys added by later lines; all of them are accepted by 2.10.0.post4.
-const NEWER: Since = Since::Newer;
+pub mod survey;
 
-pub static KEYS: [KeySpec; 16] = [
-    KeySpec::new("max_split_size_mb", ValueRule::MegabytesAbove(20), LEGACY),
-    KeySpec::new("garbage_collection_threshold", ValueRule::OpenFraction, LEGACY),
-    KeySpec::new("expandable_segments", ValueRule::Bool, LEGACY),
-    KeySpec::new("base_addr_aligned_kb", ValueRule::IntRange(0, 16), LEGACY),
-    KeySpec::new("page_size", ValueRule::Literal("1g"), LEGACY),
-    KeySpec::new("pin_memory_expandable_segments", ValueRule::Bool, NEWER),
-    KeySpec::new("pinned_mem_register", ValueRule::Bool, NEWER),
-    KeySpec::new("segment_size_mb", ValueRule::IntRange(20, 512), NEWER),
-    KeySpec::new("pinned_reserve_segment_size_mb", ValueRule::UnsignedInt, NEWER),
-    KeySpec::new("roundup_power2_divisions", ValueRule::RoundupDivisions, NEWER),
-    KeySpec::new("pinned_use_background_threads", ValueRule::Bool, NEWER),
-    KeySpec::new("multi_stream_lazy_reclaim", ValueRule::Bool, NEWER),
-    KeySpec::new("per_process_memory_fraction", ValueRule::ClosedFraction, NEWER),
-    // Seen only on torch_npu master (2026): accepted there, listed so that a
-    // config using them is not mistaken for a typo.
-    KeySpec::new("release_lock_on_npumalloc", ValueRule::Bool, Since::Master),
-    KeySpec::new("max_non_split_rounding_mb", ValueRule::UnsignedInt, Since::Master),
-    KeySpec::new("large_segment_size_mb", ValueRule::UnsignedInt, Since::Master),
-];
+/// Every key any torch_npu release knows (`survey::KEY_NAMES`, found in the
+/// wheels), each with its value rule (`rule_for`); which versions accept
+/// it is looked up in the survey.
+pub static KEYS: [KeySpec; survey::KEY_NAMES.len()] = {
+    let mut keys = [KeySpec::new("", ValueRule::AnyWord, Since::Surveyed); survey::KEY_NAMES.len()];
+    let mut i = 0;
+    while i < keys.len() {
+        keys[i] = KeySpec::new(survey::KEY_NAMES[i], rule_for(survey::KEY_NAMES[i]), Since::Surveyed);
+        i += 1;
+    }
+    keys
+};
+
+/// The value rule of a key, as torch_npu's parser checks it: the keys of
+/// 2.5.1 and 2.10.0.post4 from their parsers' source and verdicts
+/// (tests/real_clients/torch_npu.rs); the keys new in 2.11-2.13 probed on
+/// 2.14.0 (2026-12-04: digits accepted and "abc" refused for the `_mb` keys,
+/// only True/False for throw_on_npumalloc_oom). Its `stoull` also takes
+/// "-1" and "0.5", which these rules refuse: such a value is left alone. A
+/// key nobody probed (align_hugepages) takes any one word.
+const fn rule_for(key: &str) -> ValueRule {
+    const RULES: [(&str, ValueRule); 19] = [
+        ("max_split_size_mb", ValueRule::MegabytesAbove(20)),
+        ("garbage_collection_threshold", ValueRule::OpenFraction),
+        ("expandable_segments", ValueRule::Bool),
+        ("base_addr_aligned_kb", ValueRule::IntRange(0, 16)),
+        ("page_size", ValueRule::Literal("1g")),
+        ("pin_memory_expandable_segments", ValueRule::Bool),
+        ("pinned_mem_register", ValueRule::Bool),
+        ("segment_size_mb", ValueRule::IntRange(20, 512)),
+        ("pinned_reserve_segment_size_mb", ValueRule::UnsignedInt),
+        ("roundup_power2_divisions", ValueRule::RoundupDivisions),
+        ("pinned_use_background_threads", ValueRule::Bool),
+        ("multi_stream_lazy_reclaim", ValueRule::Bool),
+        ("per_process_memory_fraction", ValueRule::ClosedFraction),
+        ("release_lock_on_npumalloc", ValueRule::Bool),
+        ("max_non_split_rounding_mb", ValueRule::UnsignedInt),
+        ("large_segment_size_mb", ValueRule::UnsignedInt),
+        ("pinned_max_cached_size_mb", ValueRule::UnsignedInt),
+        ("pinned_max_round_threshold_mb", ValueRule::UnsignedInt),
+        ("throw_on_npumalloc_oom", ValueRule::Bool),
+    ];
+    let mut i = 0;
+    while i < RULES.len() {
+        if same(RULES[i].0, key) {
+            return RULES[i].1;
+        }
+        i += 1;
+    }
+    ValueRule::AnyWord
+}
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Every line that refuses max_split_size_mb or garbage_collection_threshold
+/// beside expandable segments, as far as the survey goes.
+const LEGACY: Since = Since::Legacy;
 
 /// Every hooked ACL function, one line each (grammar: `table.rs`). This is
 /// the only place a hook is declared: `HOOKS` and `api` below, and the
@@ -166,6 +213,8 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
         framework_warnings: versions::torch_npu_warnings,
         reads_generic_variable: versions::torch_npu_reads_generic_variable,
         acceptance: versions::acceptance,
+        describe_key: versions::describe_key,
+        both_set_error: |torch_npu| survey::fact(torch_npu, |v| v.both_set_error).unwrap_or(false),
         driver_version: versions::driver_version,
         driver_warnings: versions::driver_warnings,
     },

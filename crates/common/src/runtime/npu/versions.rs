@@ -2,6 +2,7 @@
 //! configuration (`npu-alloc-shim check`). The thresholds are torch_npu and
 //! Ascend facts from shared/notes/torch_npu-alloc-conf.md.
 
+use super::survey;
 use crate::runtime::keys::{Acceptance, Since};
 use crate::version::{Version, known};
 
@@ -22,12 +23,12 @@ pub fn driver_version(version_info: &str) -> Option<Version> {
     })
 }
 
-/// What `torch_npu` of this version does with a key accepted since `since`:
-/// lines up to 2.5 were checked (2.5.1), 2.10 was checked (2.10.0.post4),
-/// the lines between were not.
-pub fn acceptance(torch_npu: &Version, since: Since) -> Acceptance {
+/// What `torch_npu` of this version does with `key`: the survey of the
+/// wheels says (`Since::Surveyed`, every NPU key).
+pub fn acceptance(torch_npu: &Version, key: &str, since: Since) -> Acceptance {
     let line = torch_npu.line();
     match since {
+        Since::Surveyed => survey::acceptance(torch_npu, key),
         Since::Legacy => Acceptance::Accepted,
         _ if line < (2, 6) => Acceptance::Rejected,
         _ if line < (2, 10) => Acceptance::MayBeRejected,
@@ -44,11 +45,22 @@ pub fn torch_npu_has_expandable_segments(torch_npu: &Version) -> bool {
 /// The last release checked to read only `PYTORCH_NPU_ALLOC_CONF`.
 pub const TORCH_NPU_ONLY_OWN_VARIABLE_UNTIL: &str = "2.10.0.post4";
 
-/// Whether this torch_npu reads PyTorch's generic `PYTORCH_ALLOC_CONF`: the
-/// released lines up to 2.10.0.post4 read only their own variable (only the
+/// Which versions accept `key`.
+pub fn describe_key(key: &str, since: Since) -> String {
+    match since {
+        Since::Surveyed => survey::describe(key),
+        since => super::SPEC.wording.accepted_by(since).to_owned(),
+    }
+}
+
+/// Whether this torch_npu reads PyTorch's generic `PYTORCH_ALLOC_CONF`: as
+/// the survey of the wheels says for its version (or its line's newest
+/// release); else, as checked by hand, the released lines up to
+/// 2.10.0.post4 read only their own variable (only the
 /// development branch also reads the generic one).
 pub fn torch_npu_reads_generic_variable(torch_npu: &Version) -> bool {
-    *torch_npu > known(TORCH_NPU_ONLY_OWN_VARIABLE_UNTIL)
+    survey::fact(torch_npu, |v| v.reads_generic_variable)
+        .unwrap_or_else(|| *torch_npu > known(TORCH_NPU_ONLY_OWN_VARIABLE_UNTIL))
 }
 
 /// Warnings about an installed torch_npu and the keys of a value
@@ -69,16 +81,17 @@ pub fn torch_npu_warnings(torch_npu: &Version, keys: &[(&str, Since)]) -> Vec<St
             continue;
         }
         seen.push(key);
-        match acceptance(torch_npu, since) {
+        match acceptance(torch_npu, key, since) {
             Acceptance::Accepted => {}
             Acceptance::Rejected => warnings.push(format!(
-                "torch_npu {v} rejects {key} (verified on 2.5.1: \
-                 \"Unrecognized CachingAllocator option: {key}\"); {key} is accepted by {}",
-                super::SPEC.wording.accepted_by(since)
+                "torch_npu {v} rejects {key} (its parser does not know it: survey of the wheels, \
+                 crates/common/data/torch-npu-lines.json); {key} is accepted by {}",
+                describe_key(key, since)
             )),
             Acceptance::MayBeRejected => warnings.push(format!(
-                "torch_npu {v} may reject {key} (not verified); {key} is accepted by {}",
-                super::SPEC.wording.accepted_by(since)
+                "torch_npu {v} may reject {key} (this version was not surveyed, and its line's releases \
+                 differ or were not surveyed); {key} is accepted by {}",
+                describe_key(key, since)
             )),
         }
     }
@@ -133,39 +146,47 @@ mod tests {
     }
 
     #[test]
-    fn key_acceptance_follows_the_verified_lines() {
+    fn key_acceptance_follows_the_survey_of_the_wheels() {
         use Acceptance::*;
+        let s = Since::Surveyed;
         let table = [
             ("2.5.1", [Accepted, Rejected, Rejected]),
-            ("2.3.1", [Accepted, Rejected, Rejected]),
-            ("2.6.0", [Accepted, MayBeRejected, MayBeRejected]),
-            ("2.9.0rc1", [Accepted, MayBeRejected, MayBeRejected]),
-            ("2.10.0.post4", [Accepted, Accepted, MayBeRejected]),
-            ("2.11.0", [Accepted, Accepted, MayBeRejected]),
+            // 2.3.1 itself lacks page_size (2.3.1.post6 has it).
+            ("2.3.1", [Rejected, Rejected, Rejected]),
+            ("2.10.0.post4", [Accepted, Accepted, Rejected]),
+            ("2.14.0", [Accepted, Accepted, Accepted]),
+            // Not surveyed: its line's releases all know it, some, none.
+            ("2.7.1.post99", [Accepted, MayBeRejected, Rejected]),
         ];
         for (version, expected) in table {
-            let got = [Since::Legacy, Since::Newer, Since::Master].map(|s| acceptance(&v(version), s));
+            let got = ["page_size", "segment_size_mb", "pinned_max_cached_size_mb"]
+                .map(|key| acceptance(&v(version), key, s));
             assert_eq!(got, expected, "{version}");
         }
     }
 
     #[test]
     fn key_warnings_name_each_key_once() {
-        let keys = [("page_size", Since::Legacy), ("segment_size_mb", Since::Newer), ("segment_size_mb", Since::Newer)];
+        let s = Since::Surveyed;
+        let keys = [("page_size", s), ("segment_size_mb", s), ("segment_size_mb", s)];
         let warnings = torch_npu_warnings(&v("2.5.1"), &keys);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("rejects segment_size_mb (verified on 2.5.1"));
-        let warnings = torch_npu_warnings(&v("2.7.1"), &keys);
-        assert!(warnings[0].contains("may reject segment_size_mb (not verified)"));
+        assert!(warnings[0].contains("rejects segment_size_mb (its parser does not know it"), "{warnings:?}");
+        let warnings = torch_npu_warnings(&v("2.7.1.post99"), &keys);
+        assert!(warnings[0].contains("may reject segment_size_mb"), "{warnings:?}");
         assert!(torch_npu_warnings(&v("2.10.0.post4"), &keys).is_empty());
     }
 
     #[test]
-    fn only_unreleased_lines_read_the_generic_variable() {
-        for old in ["2.5.1", "2.8.0", "2.10.0", "2.10.0.post4"] {
-            assert!(!torch_npu_reads_generic_variable(&v(old)), "{old}");
+    fn the_generic_variable_is_read_where_the_survey_found_it() {
+        for own_only in ["2.5.1", "2.8.0", "2.10.0", "2.10.0.post4"] {
+            assert!(!torch_npu_reads_generic_variable(&v(own_only)), "{own_only}");
         }
-        assert!(torch_npu_reads_generic_variable(&v("2.11.0.dev20260101")));
+        for reads in ["2.10.0.post7", "2.13.0", "2.14.0"] {
+            assert!(torch_npu_reads_generic_variable(&v(reads)), "{reads}");
+        }
+        // A line not surveyed: the rule checked by hand.
+        assert!(torch_npu_reads_generic_variable(&v("2.15.0.dev20260101")));
     }
 
     #[test]
