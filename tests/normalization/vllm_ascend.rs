@@ -24,8 +24,6 @@ fn vllm_ascends_own_step_changes_nothing_the_library_wrote() {
     // Values the library appends to or sets, in both tokenizer dialects.
     let written = [
         None,
-        Some(""),
-        Some("   "),
         Some("page_size:1g"),
         Some("page_size:1g,"),
         Some(" page_size : 1g "),

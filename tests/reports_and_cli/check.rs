@@ -39,7 +39,7 @@ fn json(command: &mut Command) -> (Value, i32) {
 fn exit_statuses_tell_would_change_unchanged_and_refused() {
     let cases = [
         ("page_size:1g", 0, "append"),
-        ("", 0, "unset"),
+        ("", 1, "set-empty"),
         ("expandable_segments:True", 1, "has-key"),
         ("expandable_segments:False", 1, "has-key"),
         ("max_split_size_mb:256", 2, "conflict"),

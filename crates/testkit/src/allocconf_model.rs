@@ -299,7 +299,9 @@ pub fn is_blank(value: &[u8]) -> bool {
 pub fn normalize(value: Option<&[u8]>) -> Outcome {
     let value = match value {
         Some(v) if !is_blank(v) => v,
-        _ => return Outcome::Set(PAIR.to_vec()),
+        // Set but empty is a choice (ROLL's): left alone.
+        Some(_) => return Outcome::Unchanged,
+        None => return Outcome::Set(PAIR.to_vec()),
     };
     let keys: Vec<Vec<u8>> = DIALECTS.iter().flat_map(|&d| key_words(value, d)).collect();
     let names = |name: &[u8]| keys.iter().any(|k| k == name);

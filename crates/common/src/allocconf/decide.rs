@@ -49,6 +49,7 @@ pub enum Rule {
     InheritedApplied,
     InheritedChanged,
     Unset,
+    SetEmpty,
     HasKey,
     Conflict,
     Invalid,
@@ -73,6 +74,7 @@ impl Rule {
             Rule::InheritedApplied => "inherited-applied",
             Rule::InheritedChanged => "inherited-changed",
             Rule::Unset => "unset",
+            Rule::SetEmpty => "set-empty",
             Rule::HasKey => "has-key",
             Rule::Conflict => "conflict",
             Rule::Invalid => "invalid",
@@ -347,9 +349,18 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
     let pair = format!("{}:{}", spec.enable_key, spec.enable_value);
     let value = match value {
         Some(value) if !is_blank(value) => value,
-        _ => {
-            let was = value.map_or_else(|| "was unset".to_owned(), |v| format!("was {}", quote(v, MESSAGE_LIMIT)));
-            let message = format!("{var}={pair} ({was}); {}", spec.wording.sleep_mode_switch);
+        // Set to nothing on purpose: ROLL clears it for its vLLM workers,
+        // whose sleep mode refuses expandable segments (docs/sleep-mode-markers.md).
+        Some(value) => {
+            let message = format!(
+                "{var}={} is set but empty: left alone, as set on purpose (ROLL clears it for its vLLM workers in \
+                 sleep mode); unset it to get {pair}",
+                quote(value, MESSAGE_LIMIT)
+            );
+            return Decision::new(Rule::SetEmpty, Action::Keep, Level::Info, message);
+        }
+        None => {
+            let message = format!("{var}={pair} (was unset); {}", spec.wording.sleep_mode_switch);
             let action = Action::Set { var, value: pair.into_bytes() };
             return Decision::new(Rule::Unset, action, Level::Info, message);
         }
@@ -458,11 +469,14 @@ mod tests {
     }
 
     #[test]
-    fn unset_empty_and_blank_become_the_pair() {
-        for value in [None, Some(""), Some("  "), Some("\t\n")] {
-            let d = decide(&SPEC, &facts(value));
-            assert_eq!(d.rule, Rule::Unset, "{value:?}");
-            assert_eq!(set_value(&d), Some(("PYTORCH_NPU_ALLOC_CONF", "expandable_segments:True".into())));
+    fn unset_becomes_the_pair_and_set_but_empty_is_left_alone() {
+        let d = decide(&SPEC, &facts(None));
+        assert_eq!(d.rule, Rule::Unset);
+        assert_eq!(set_value(&d), Some(("PYTORCH_NPU_ALLOC_CONF", "expandable_segments:True".into())));
+        for value in ["", "  ", "\t\n"] {
+            let d = decide(&SPEC, &facts(Some(value)));
+            assert_eq!((d.rule, &d.action, d.level), (Rule::SetEmpty, &Action::Keep, Level::Info), "{value:?}");
+            assert!(d.message.contains("unset it to get expandable_segments:True"), "{}", d.message);
         }
     }
 
