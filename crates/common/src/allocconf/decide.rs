@@ -179,34 +179,27 @@ pub fn decide(spec: &RuntimeSpec, facts: &Facts) -> Decision {
         let message = format!("{} left alone: NPU_ALLOC_SHIM_NORMALIZE=0", spec.conf_var);
         return Decision::new(Rule::NormalizeOff, Nothing, Level::Debug, message);
     }
+    // Where expandable segments must stay off, a parent's write is undone
+    // rather than kept (`undo_parent_write`).
+    let left_alone = |rule, why: &str, message: String| {
+        undo_parent_write(spec, facts, why).unwrap_or_else(|| Decision::new(rule, Keep, Level::Info, message))
+    };
     if let Some(flag) = memory_pool_flag(&facts.argv, spec.memory_pool_flags) {
-        if let Some(undo) = undo_parent_write(spec, facts, &quote(flag.as_bytes(), MESSAGE_LIMIT)) {
-            return undo;
-        }
-        let message = format!(
-            "{} left alone: {} pools device memory itself and refuses expandable segments",
-            spec.conf_var,
-            quote(flag.as_bytes(), MESSAGE_LIMIT)
-        );
-        return Decision::new(Rule::MemoryPool, Keep, Level::Info, message);
+        let flag = quote(flag.as_bytes(), MESSAGE_LIMIT);
+        let message =
+            format!("{} left alone: {flag} pools device memory itself and refuses expandable segments", spec.conf_var);
+        return left_alone(Rule::MemoryPool, &flag, message);
     }
     if let Some(why) = (spec.argv_breakage)(&facts.argv) {
-        if let Some(undo) = undo_parent_write(spec, facts, &why) {
-            return undo;
-        }
-        let message = format!("{} left alone: {why}", spec.conf_var);
-        return Decision::new(Rule::KnownBreakage, Keep, Level::Info, message);
+        return left_alone(Rule::KnownBreakage, &why, format!("{} left alone: {why}", spec.conf_var));
     }
     if let Some((framework, marker)) = facts.other_deployment {
-        if let Some(undo) = undo_parent_write(spec, facts, &format!("a {framework} deployment ({marker} is set)")) {
-            return undo;
-        }
+        let why = format!("a {framework} deployment ({marker} is set)");
         let message = format!(
-            "{} left alone: this is a {framework} deployment ({marker} is set), and {framework} reads PyTorch's \
-             allocator variables too",
+            "{} left alone: this is {why}, and {framework} reads PyTorch's allocator variables too",
             spec.conf_var
         );
-        return Decision::new(Rule::OtherDeployment, Keep, Level::Info, message);
+        return left_alone(Rule::OtherDeployment, &why, message);
     }
     if let Some(decision) = follow_parent(spec, facts) {
         return decision;
@@ -271,17 +264,12 @@ fn decide_variables(spec: &RuntimeSpec, facts: &Facts) -> Decision {
 /// nothing remains).
 fn undo_parent_write(spec: &RuntimeSpec, facts: &Facts, why: &str) -> Option<Decision> {
     let Marker::Set { var, hash } = Marker::parse(facts.marker.as_deref()?)? else { return None };
-    let (var, current) = if var == spec.conf_var {
-        (spec.conf_var, facts.specific.as_deref()?)
-    } else if var == spec.generic_conf_var {
-        (spec.generic_conf_var, facts.generic.as_deref()?)
-    } else {
-        return None;
-    };
+    let (var, current) = marked_variable(spec, facts, &var)?;
+    let current = current?;
     if fingerprint(current) != hash {
         return None;
     }
-    let pair = format!("{}:{}", spec.enable_key, spec.enable_value);
+    let pair = enable_pair(spec);
     let before = current.strip_suffix(pair.as_bytes())?;
     let before = before.strip_suffix(b",").filter(|rest| !rest.is_empty() && !rest.ends_with(b",")).unwrap_or(before);
     let (value, was) = if before.is_empty() {
@@ -291,6 +279,23 @@ fn undo_parent_write(spec: &RuntimeSpec, facts: &Facts, why: &str) -> Option<Dec
     };
     let message = format!("{var} back to {was} ({why}): a parent process had appended {pair}");
     Some(Decision::new(Rule::Undone, Action::Undo { var, value }, Level::Info, message))
+}
+
+/// The variable a marker names, as this runtime spells it, and its value
+/// now; `None` for a name that is not one of the runtime's variables.
+fn marked_variable<'a>(spec: &RuntimeSpec, facts: &'a Facts, var: &str) -> Option<(&'static str, Option<&'a [u8]>)> {
+    if var == spec.conf_var {
+        Some((spec.conf_var, facts.specific.as_deref()))
+    } else if var == spec.generic_conf_var {
+        Some((spec.generic_conf_var, facts.generic.as_deref()))
+    } else {
+        None
+    }
+}
+
+/// `expandable_segments:True`, as the library writes it.
+fn enable_pair(spec: &RuntimeSpec) -> String {
+    format!("{}:{}", spec.enable_key, spec.enable_value)
 }
 
 /// Rule 3: children follow the decision their parent recorded. A child says
@@ -310,13 +315,7 @@ fn follow_parent(spec: &RuntimeSpec, facts: &Facts) -> Option<Decision> {
             Decision::new(Rule::InheritedKept, Action::Nothing, level, message)
         }
         Marker::Set { var, hash } => {
-            let current = if var == spec.conf_var {
-                facts.specific.as_deref()
-            } else if var == spec.generic_conf_var {
-                facts.generic.as_deref()
-            } else {
-                return None;
-            };
+            let (var, current) = marked_variable(spec, facts, &var)?;
             match current {
                 Some(value) if fingerprint(value) == hash => {
                     let message = format!(
@@ -346,7 +345,7 @@ fn is_blank(value: &[u8]) -> bool {
 
 /// Rules 4 to 8 for the one variable the backend will read.
 fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) -> Decision {
-    let pair = format!("{}:{}", spec.enable_key, spec.enable_value);
+    let pair = enable_pair(spec);
     let value = match value {
         Some(value) if !is_blank(value) => value,
         // Set to nothing on purpose: ROLL clears it for its vLLM workers,
@@ -370,9 +369,10 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
     if keys.iter().any(|k| k == spec.enable_key.as_bytes()) {
         // The user's choice stands; but say so when torch_npu will reject it.
         return match parse(value, Dialect::Lenient, spec.keys) {
-            Ok(parsed) if parsed.value_of(spec.enable_key) == Some(spec.enable_value) => {
-                match conflicts_in(spec, value).first() {
-                    // Set by hand beside a key the framework refuses it with.
+            Ok(parsed) => {
+                // Set by hand beside a key the framework refuses it with.
+                let turned_on = parsed.value_of(spec.enable_key) == Some(spec.enable_value);
+                match conflicts_in(spec, value).first().filter(|_| turned_on) {
                     Some(conflict) => {
                         let why = conflict.reason.map_or_else(
                             || {
@@ -395,10 +395,6 @@ fn decide_value(spec: &RuntimeSpec, var: &'static str, value: Option<&Vec<u8>>) 
                         Decision::new(Rule::HasKey, Action::Keep, Level::Debug, message)
                     }
                 }
-            }
-            Ok(_) => {
-                let message = format!("{var}={shown} already names {}: left alone", spec.enable_key);
-                Decision::new(Rule::HasKey, Action::Keep, Level::Debug, message)
             }
             Err(error) => {
                 let message =
