@@ -13,4 +13,5 @@ fn every_benchmark_runs_and_reports_numbers() {
     let table = measure::table(&rows);
     assert!(table.contains("tracing off") && table.contains("process start") && table.contains("live allocations"));
     assert!(table.contains("cudaMalloc/cudaFree pair"), "{table}");
+    assert!(table.contains("fork of an idle traced process"), "{table}");
 }

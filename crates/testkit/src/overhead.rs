@@ -431,7 +431,54 @@ pub fn process_start(settings: Settings, dir: &Path) -> Vec<Row> {
     let python = native("python3 -c pass", &python, &["-c", "pass"], 1.05);
     rows.push(start_row(&python, None, (settings.start_runs / 4).max(1)));
     rows.extend(process_start_aarch64(settings, dir));
+    rows.push(fork_row(settings, dir));
     rows
+}
+
+/// A traced process that never called the runtime forks children that exit
+/// at once (`reliability_shapes fork-idle`): what the fork handlers cost.
+/// Interleaved runs of 100 forks, without the library and traced; the
+/// figure is the median of the runs' mean fork times. The goal is additive:
+/// a fork's own cost grows with the parent's memory, the handlers' does not.
+fn fork_row(settings: Settings, dir: &Path) -> Row {
+    const FORKS: &str = "100";
+    let shapes = crate::fixtures::shapes();
+    // (The last child allocates: its recording lands here.)
+    let traced = dir.join("fork-recordings");
+    std::fs::create_dir_all(&traced).unwrap();
+    let template = traced.join("fork.%p.json");
+    let fork_ns = |preloaded: bool| {
+        let mut command = if preloaded {
+            let mut command = crate::preloaded(&shapes);
+            command.env("NPU_ALLOC_SHIM_TRACE", &template);
+            command
+        } else {
+            crate::clean_command(&shapes)
+        };
+        command.args(["fork-idle", FORKS]).env("NPU_ALLOC_SHIM_LOG", "off");
+        let output = crate::run_ok(&mut command);
+        let line = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v.get("fork_ns").is_some())
+            .expect("fork-idle prints fork_ns");
+        line["fork_ns"].as_f64().expect("fork_ns") / 1e3
+    };
+    let runs = (settings.start_runs / 30).max(1);
+    let (mut withouts, mut withs) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        withouts.push(fork_ns(false));
+        withs.push(fork_ns(true));
+    }
+    let (without, with) = (median(withouts), median(withs));
+    Row {
+        what: format!("fork of an idle traced process, child exits at once ({runs} interleaved runs of {FORKS})"),
+        without,
+        with,
+        unit: "us",
+        goal: format!("adds under 25 us a fork: {:+.1} us", with - without),
+        meets: Some(with - without < 25.0),
+    }
 }
 
 /// The same start-up under qemu-user for aarch64, where the aarch64 library

@@ -4,6 +4,9 @@
 //! every owned stripe is taken, threads share a few stripes with atomic
 //! adds. A thread's stripe goes back to the pool when it exits (pthread key
 //! destructor), with its counts, which the next owner keeps adding to.
+//! Sums and resets visit only the stripes ever used: the 1.2 MiB of stripes
+//! is untouched `.bss` until then, and writing it all in every fork child
+//! cost ~300 page faults per fork.
 
 use super::{CALLSITES, MAX_DEVICES};
 use common::format::histogram::BUCKETS;
@@ -91,6 +94,18 @@ impl Stripe {
 
 static BLOCKS: [Stripe; OWNED + SHARED] = [const { Stripe::new() }; OWNED + SHARED];
 static NEXT_SHARED: AtomicUsize = AtomicUsize::new(0);
+/// One past the highest owned stripe ever claimed (claims take the lowest
+/// free one, so every used owned stripe lies below it).
+static OWNED_USED: AtomicUsize = AtomicUsize::new(0);
+
+/// The stripes that can hold counts: owned ones ever claimed, shared ones
+/// ever handed out. A stripe claimed after this is read has nothing in it yet
+/// that the caller could have seen, like an add racing a sum.
+fn used() -> impl Iterator<Item = &'static Stripe> {
+    let owned = OWNED_USED.load(Acquire).min(OWNED);
+    let shared = NEXT_SHARED.load(Acquire).min(SHARED);
+    BLOCKS[..owned].iter().chain(&BLOCKS[OWNED..OWNED + shared])
+}
 
 /// A thread's way of adding to its stripe.
 #[derive(Clone, Copy)]
@@ -123,7 +138,7 @@ impl Lane {
 
     /// The lane to use once this thread gives its owned stripe back.
     pub fn shared() -> Lane {
-        Lane { index: OWNED + NEXT_SHARED.fetch_add(1, Relaxed) % SHARED, exclusive: false }
+        Lane { index: OWNED + NEXT_SHARED.fetch_add(1, AcqRel) % SHARED, exclusive: false }
     }
 }
 
@@ -131,6 +146,7 @@ impl Lane {
 pub fn claim() -> Lane {
     for (index, stripe) in BLOCKS[..OWNED].iter().enumerate() {
         if !stripe.owned.load(Relaxed) && stripe.owned.compare_exchange(false, true, Acquire, Relaxed).is_ok() {
+            OWNED_USED.fetch_max(index + 1, Release);
             return Lane { index, exclusive: true };
         }
     }
@@ -147,18 +163,21 @@ pub fn release(index: usize) {
 /// Marks `keep` (the forking thread's stripe) as the only owned one: in a
 /// fork child the other owners no longer exist.
 pub fn reset_owners_in_child(keep: Option<usize>) {
-    for (index, stripe) in BLOCKS[..OWNED].iter().enumerate() {
+    let owned = OWNED_USED.load(Relaxed).min(OWNED);
+    for (index, stripe) in BLOCKS[..owned].iter().enumerate() {
         stripe.owned.store(Some(index) == keep, Relaxed);
     }
 }
 
 /// Sum of one cell over all stripes.
 pub fn sum(cell: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
-    BLOCKS.iter().map(|s| cell(s).load(Relaxed)).fold(0, u64::wrapping_add)
+    used().map(|s| cell(s).load(Relaxed)).fold(0, u64::wrapping_add)
 }
 
+/// Zeroes every count (the used stripes stay marked used: their pages are
+/// written now anyway, and the forking thread may hold a shared lane).
 pub fn reset() {
-    for stripe in &BLOCKS {
+    for stripe in used() {
         stripe.cells().for_each(|c| c.store(0, Relaxed));
     }
 }
@@ -166,7 +185,7 @@ pub fn reset() {
 /// Sums of `site_live[pool]` over all stripes, every site at once.
 pub fn site_live_sums(pool: usize) -> [u64; CALLSITES] {
     let mut sums = [0u64; CALLSITES];
-    for stripe in &BLOCKS {
+    for stripe in used() {
         for (sum, cell) in sums.iter_mut().zip(&stripe.site_live[pool]) {
             *sum = sum.wrapping_add(cell.load(Relaxed));
         }

@@ -299,6 +299,13 @@ extern "C" fn at_exit() {
     }
 }
 
+/// True until the first recorded call: `enter()` takes `FLUSHER_WANTED`
+/// (`ensure_flusher`) before any hook writes a counter. Marks are kept apart
+/// (`marks::reset` is bounded by what was handed out).
+fn nothing_recorded_yet() -> bool {
+    FLUSHER_WANTED.load(Relaxed)
+}
+
 /// Called by `enter()`: starts the flusher when one is wanted.
 #[inline(always)]
 pub fn ensure_flusher() {
@@ -318,16 +325,20 @@ extern "C" fn after_fork_parent() {
 
 extern "C" fn after_fork_child() {
     // Only this thread exists now. The child's device memory is its own
-    // business: start from zero, with a new start time and file.
-    cells::reset();
-    cells::reset_owners_in_child(super::current_lane_index());
-    pools::reset();
-    live::reset_in_child();
-    callsites::reset();
-    failures::reset();
+    // business: start from zero, with a new start time and file. Counters no
+    // hook has written are zero already; writing them anyway cost every fork
+    // child of a traced process dozens of page faults.
+    if !nothing_recorded_yet() {
+        cells::reset();
+        cells::reset_owners_in_child(super::current_lane_index());
+        pools::reset();
+        live::reset_in_child();
+        callsites::reset();
+        failures::reset();
+        peak::reset();
+        used::reset();
+    }
     marks::reset();
-    peak::reset();
-    used::reset();
     wake::reset_in_child();
     ACTIVE.store(false, Relaxed);
     FINAL_WRITTEN.store(false, Relaxed);

@@ -69,9 +69,11 @@ pub fn record(name: &[u8]) {
     slot.ready.store(true, Release);
 }
 
+/// Forgets every slot: only those ever handed out (below `SEEN`) can be
+/// ready, and the others are untouched pages a fork child need not write.
 pub fn reset() {
-    SEEN.store(0, Relaxed);
-    for slot in &SLOTS {
+    let used = SEEN.swap(0, Relaxed).min(SLOTS.len() as u64) as usize;
+    for slot in &SLOTS[..used] {
         slot.ready.store(false, Relaxed);
     }
 }
