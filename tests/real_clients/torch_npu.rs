@@ -548,6 +548,99 @@ fn the_cuda_switch_changes_nothing_for_torch_npu() {
     }
 }
 
+/// Values of every shape the keys take (numbers, fractions, booleans in both
+/// cases, sizes, lists, garbage, nothing).
+const PROBE_VALUES: [&str; 12] =
+    ["1", "256", "0", "0.5", "-1", "True", "False", "true", "abc", "1g", "[256:4,>:1]", ""];
+
+/// The real parser's verdicts on `values` (tests/fixtures/value_probe.py:
+/// one child per value, forked after the imports), without the library.
+fn real_verdicts(line: &Line, dir: &Path, values: &[String]) -> Vec<String> {
+    let list = dir.join("values.json");
+    std::fs::write(&list, serde_json::to_string(values).expect("json")).expect("write values");
+    let mut command = python(line, false, dir, "values");
+    command.arg(support::repo().join("tests/fixtures/value_probe.py")).arg(&list);
+    let out = support::run_with_timeout(&mut command, LIMIT);
+    assert!(out.status.success(), "value_probe.py: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let verdicts: Vec<String> =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(verdicts.len(), values.len(), "one verdict per value");
+    verdicts
+}
+
+/// Issue 16, value rules from the real parser: for every key any line knows
+/// and values of every shape, what the library would write on this line
+/// (`check --json --python`, the decision the constructor takes) keeps the
+/// line's verdict: accepted stays accepted, and a value the line refuses is
+/// refused with the same words (the error stays the user's, never one the
+/// library made). Every verdict is kept (`value-rules-LINE.json` in the test
+/// fixtures) for the matrix table in docs/torch-npu-lines.md.
+fn the_librarys_writes_keep_the_real_parsers_verdict(line: &Line) {
+    let dir = scratch(line, "value-rules");
+    let mut configs = Vec::new();
+    for key in common::runtime::npu::KEYS.iter().map(|k| k.name) {
+        configs.extend(PROBE_VALUES.iter().map(|value| format!("{key}:{value}")));
+    }
+    let written: Vec<Option<String>> = configs
+        .iter()
+        .map(|config| {
+            let mut command = support::clean_command(support::cli());
+            command.args(["check", "--json", "--python"]).arg(&line.python).arg(config);
+            let out = support::run_with_timeout(&mut command, LIMIT);
+            let answer: Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("check {config:?}: {e}: {}", text(&out.stderr)));
+            answer["result"]["value"].as_str().map(str::to_owned)
+        })
+        .collect();
+    let mut probed = configs.clone();
+    probed.extend(written.iter().flatten().cloned());
+    let verdicts = real_verdicts(line, &dir, &probed);
+    let (alone, after) = verdicts.split_at(configs.len());
+    let mut after = after.iter();
+    let (mut kept, mut left_alone, mut accepted_left_alone) = (0, 0, Vec::new());
+    let mut table = Vec::new();
+    for ((config, verdict), result) in configs.iter().zip(alone).zip(&written) {
+        let result_verdict = result.as_ref().map(|_| after.next().expect("a verdict per write"));
+        match result_verdict {
+            Some(result_verdict) => {
+                kept += 1;
+                assert_eq!(
+                    result_verdict, verdict,
+                    "torch_npu {}: {config:?} alone: {verdict}; as the library writes it ({:?}): {result_verdict}",
+                    line.name, result
+                );
+            }
+            None => {
+                left_alone += 1;
+                if verdict == "accepted" {
+                    accepted_left_alone.push(config.clone());
+                }
+            }
+        }
+        table.push(serde_json::json!({"value": config, "verdict": verdict, "written": result}));
+    }
+    let record = support::fixture_dir().join(format!("value-rules-{}.json", line.name));
+    std::fs::write(&record, serde_json::to_string_pretty(&table).expect("json")).expect("write value rules");
+    println!(
+        "torch_npu {}: {} values probed, {kept} the library appends to (each keeps its verdict), {left_alone} \
+         left alone, of which the line accepts {}: {accepted_left_alone:?}",
+        line.name,
+        configs.len(),
+        accepted_left_alone.len()
+    );
+    // The values the library leaves alone although the line takes them are
+    // the ones that conflict with expandable segments, or set it.
+    for config in &accepted_left_alone {
+        let key = config.split(':').next().unwrap_or_default();
+        assert!(
+            ["max_split_size_mb", "garbage_collection_threshold", "expandable_segments"].contains(&key),
+            "torch_npu {} accepts {config:?}, the library leaves it without expandable segments",
+            line.name
+        );
+    }
+}
+
 /// One #[test] per check and line, so each shows (and times) on its own.
 macro_rules! on_every_line {
     ($($check:ident),* $(,)?) => {
@@ -575,4 +668,5 @@ on_every_line!(
     sleep_mode_left_alone,
     refused_values_left_alone,
     report_and_diff_show_the_oom_and_its_absence,
+    the_librarys_writes_keep_the_real_parsers_verdict,
 );

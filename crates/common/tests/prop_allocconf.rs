@@ -401,13 +401,14 @@ fn normalization_agrees_with_the_model() {
     }
 }
 
-/// Numbers in a roundup list are read like the scalar value: decimal digits.
-/// The list parser reads them with `str::parse::<u64>`, which also takes a
-/// leading `+`, so `[+256:+2]` is accepted while `roundup_power2_divisions:+2`
-/// is refused (src/allocconf/parse.rs, `is_power` in `parse_roundup_list`).
+/// The scalar value is read as C++'s `stoi` reads it (the real parsers
+/// accept "1g" and "0.5": tests/real_clients/torch_npu.rs), so `+2` is 2;
+/// numbers inside a list stay plain decimal digits (nobody probed a signed
+/// list number), so `[+256:2]` is left alone.
 #[test]
-fn roundup_list_numbers_follow_the_scalar_rule() {
-    assert!(allocconf::parse::parse(b"roundup_power2_divisions:+2", Dialect::Lenient, &KEYS).is_err());
+fn roundup_scalars_are_read_as_cxx_does_and_list_numbers_as_digits() {
+    assert!(allocconf::parse::parse(b"roundup_power2_divisions:+2", Dialect::Lenient, &KEYS).is_ok());
+    assert!(allocconf::parse::parse(b"roundup_power2_divisions:+3", Dialect::Lenient, &KEYS).is_err());
     for list in ["roundup_power2_divisions:[+256:2]", "roundup_power2_divisions:[256:+2]"] {
         let parsed = allocconf::parse::parse(list.as_bytes(), Dialect::Lenient, &KEYS);
         assert!(parsed.is_err(), "{list}: {parsed:?}");

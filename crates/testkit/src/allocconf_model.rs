@@ -69,14 +69,15 @@ enum Rule {
     MegabytesAbove20,
     /// Inclusive integer range.
     Range(u64, u64),
-    Unsigned,
     /// 0 < x < 1.
     OpenUnit,
-    /// 0 <= x <= 1.
-    ClosedUnit,
     OneG,
-    /// `N` (0 or a power of two) or `[interval:N, ..., >:N]`.
-    Roundup,
+    /// Read by C++'s stoull: a leading integer, the rest ignored.
+    LeadingInteger,
+    /// 0 <= x <= 1, read by C++'s stod: a leading decimal number.
+    LeadingClosedUnit,
+    /// `N` (0 or a power of two, read by C++'s stoi) or `[interval:N, ..., >:N]`.
+    LeadingRoundup,
     /// Any one token (a key whose values were never probed).
     AnyToken,
 }
@@ -91,16 +92,16 @@ const RULES: [(&str, Rule); 20] = [
     ("pin_memory_expandable_segments", Rule::TrueFalse),
     ("pinned_mem_register", Rule::TrueFalse),
     ("segment_size_mb", Rule::Range(20, 512)),
-    ("pinned_reserve_segment_size_mb", Rule::Unsigned),
-    ("roundup_power2_divisions", Rule::Roundup),
+    ("pinned_reserve_segment_size_mb", Rule::LeadingInteger),
+    ("roundup_power2_divisions", Rule::LeadingRoundup),
     ("pinned_use_background_threads", Rule::TrueFalse),
     ("multi_stream_lazy_reclaim", Rule::TrueFalse),
-    ("per_process_memory_fraction", Rule::ClosedUnit),
+    ("per_process_memory_fraction", Rule::LeadingClosedUnit),
     ("release_lock_on_npumalloc", Rule::TrueFalse),
-    ("max_non_split_rounding_mb", Rule::Unsigned),
-    ("large_segment_size_mb", Rule::Unsigned),
-    ("pinned_max_cached_size_mb", Rule::Unsigned),
-    ("pinned_max_round_threshold_mb", Rule::Unsigned),
+    ("max_non_split_rounding_mb", Rule::LeadingInteger),
+    ("large_segment_size_mb", Rule::LeadingInteger),
+    ("pinned_max_cached_size_mb", Rule::LeadingInteger),
+    ("pinned_max_round_threshold_mb", Rule::LeadingInteger),
     ("throw_on_npumalloc_oom", Rule::TrueFalse),
     ("align_hugepages", Rule::AnyToken),
 ];
@@ -172,16 +173,38 @@ fn finite_number(text: &[u8]) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
+/// C++'s `stoull`/`stoi`: spaces, a sign, digits; the rest ignored. Returns
+/// (negative, magnitude); `None` without digits or past 64 bits.
+fn leading_integer(text: &[u8]) -> Option<(bool, u64)> {
+    let start = text.iter().position(|b| !b" \t\n\x0b\x0c\r".contains(b)).unwrap_or(text.len());
+    let rest = &text[start..];
+    let (negative, rest) = match rest.first() {
+        Some(b'-') => (true, &rest[1..]),
+        Some(b'+') => (false, &rest[1..]),
+        _ => (false, rest),
+    };
+    let end = rest.iter().position(|b| !b.is_ascii_digit()).unwrap_or(rest.len());
+    Some((negative, unsigned(&rest[..end])?))
+}
+
+/// C++'s `stod`: the longest prefix that is a decimal number.
+fn leading_number(text: &[u8]) -> Option<f64> {
+    let start = text.iter().position(|b| !b" \t\n\x0b\x0c\r".contains(b)).unwrap_or(text.len());
+    let rest = &text[start..];
+    (1..=rest.len()).rev().find_map(|end| finite_number(&rest[..end]))
+}
+
 fn scalar_ok(rule: Rule, text: &[u8]) -> bool {
     match rule {
         Rule::TrueFalse => text == b"True" || text == b"False",
         Rule::MegabytesAbove20 => unsigned(text).is_some_and(|n| n > 20),
         Rule::Range(lo, hi) => unsigned(text).is_some_and(|n| lo <= n && n <= hi),
-        Rule::Unsigned => unsigned(text).is_some(),
         Rule::OpenUnit => finite_number(text).is_some_and(|x| 0.0 < x && x < 1.0),
-        Rule::ClosedUnit => finite_number(text).is_some_and(|x| (0.0..=1.0).contains(&x)),
         Rule::OneG => text == b"1g",
-        Rule::Roundup => unsigned(text).is_some_and(|n| n == 0 || power_of_two(n)),
+        Rule::LeadingInteger => leading_integer(text).is_some(),
+        Rule::LeadingClosedUnit => leading_number(text).is_some_and(|x| (0.0..=1.0).contains(&x)),
+        Rule::LeadingRoundup => leading_integer(text)
+            .is_some_and(|(negative, n)| n == 0 || (!negative && n <= i32::MAX as u64 && power_of_two(n))),
         Rule::AnyToken => true,
     }
 }
@@ -242,7 +265,7 @@ pub fn parse(input: &[u8], dialect: Dialect) -> Option<Parsed> {
             return None;
         }
         let (value, next) = match rule {
-            Rule::Roundup if is(&tokens, i + 2, b"[") => roundup_list(&tokens, i + 2)?,
+            Rule::LeadingRoundup if is(&tokens, i + 2, b"[") => roundup_list(&tokens, i + 2)?,
             rule => {
                 let value = tokens.get(i + 2)?;
                 if !scalar_ok(rule, value) {

@@ -107,7 +107,9 @@ pub fn parse(input: &[u8], dialect: Dialect, table: &[KeySpec]) -> Result<Parsed
         };
         cursor.expect(b':')?;
         let value = match spec.rule {
-            ValueRule::RoundupDivisions if cursor.text(cursor.index + 1) == Some(b"[") => {
+            ValueRule::RoundupDivisions | ValueRule::CxxRoundupDivisions
+                if cursor.text(cursor.index + 1) == Some(b"[") =>
+            {
                 parse_roundup_list(&mut cursor, spec.name)?
             }
             rule => {
@@ -245,7 +247,8 @@ mod tests {
             "page_size:2m",
             "segment_size_mb:19",
             "segment_size_mb:513",
-            "pinned_reserve_segment_size_mb:-1",
+            "pinned_reserve_segment_size_mb:abc",
+            "pinned_max_cached_size_mb:True",
             "roundup_power2_divisions:3",
             "roundup_power2_divisions:[3:1]",
             "roundup_power2_divisions:[256:3]",

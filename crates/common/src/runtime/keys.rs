@@ -35,6 +35,16 @@ pub enum ValueRule {
     OneOf(&'static [&'static str]),
     /// `N` (power of two or 0) or a list `[256:1,512:2,>:8]`.
     RoundupDivisions,
+    /// What C++'s `std::stoull` reads, as torch_npu's newer keys do (probed on
+    /// the real parsers, tests/real_clients/torch_npu.rs): optional leading
+    /// whitespace and sign, then digits; what follows them is ignored ("1g"
+    /// is 1, "0.5" is 0) and a minus wraps ("-1" is the largest value).
+    CxxUnsigned,
+    /// A number in [0, 1] as C++'s `std::stod` reads it: the longest decimal
+    /// prefix ("1g" is 1).
+    CxxClosedFraction,
+    /// `RoundupDivisions` with `N` read by `std::stoi` ("1g" is 1, "0.5" is 0).
+    CxxRoundupDivisions,
     /// Any one word: a key whose values nobody probed.
     AnyWord,
 }

@@ -27,9 +27,11 @@ pub static KEYS: [KeySpec; survey::KEY_NAMES.len()] = {
 /// 2.5.1 and 2.10.0.post4 from their parsers' source and verdicts
 /// (tests/real_clients/torch_npu.rs); the keys new in 2.11-2.13 probed on
 /// 2.14.0 (2026-12-04: digits accepted and "abc" refused for the `_mb` keys,
-/// only True/False for throw_on_npumalloc_oom). Its `stoull` also takes
-/// "-1" and "0.5", which these rules refuse: such a value is left alone. A
-/// key nobody probed (align_hugepages) takes any one word.
+/// only True/False for throw_on_npumalloc_oom). The keys read with C++'s
+/// `stoull`/`stoi`/`stod` take what those read ("-1", "0.5", "1g"): the real
+/// parsers of 2.10 and 2.14 accepted them (`the_librarys_writes_keep_the_real_
+/// parsers_verdict`), and a value some line accepts gets expandable segments
+/// (issue 16). A key nobody probed (align_hugepages) takes any one word.
 const fn rule_for(key: &str) -> ValueRule {
     const RULES: [(&str, ValueRule); 19] = [
         ("max_split_size_mb", ValueRule::MegabytesAbove(20)),
@@ -40,16 +42,16 @@ const fn rule_for(key: &str) -> ValueRule {
         ("pin_memory_expandable_segments", ValueRule::Bool),
         ("pinned_mem_register", ValueRule::Bool),
         ("segment_size_mb", ValueRule::IntRange(20, 512)),
-        ("pinned_reserve_segment_size_mb", ValueRule::UnsignedInt),
-        ("roundup_power2_divisions", ValueRule::RoundupDivisions),
+        ("pinned_reserve_segment_size_mb", ValueRule::CxxUnsigned),
+        ("roundup_power2_divisions", ValueRule::CxxRoundupDivisions),
         ("pinned_use_background_threads", ValueRule::Bool),
         ("multi_stream_lazy_reclaim", ValueRule::Bool),
-        ("per_process_memory_fraction", ValueRule::ClosedFraction),
+        ("per_process_memory_fraction", ValueRule::CxxClosedFraction),
         ("release_lock_on_npumalloc", ValueRule::Bool),
-        ("max_non_split_rounding_mb", ValueRule::UnsignedInt),
-        ("large_segment_size_mb", ValueRule::UnsignedInt),
-        ("pinned_max_cached_size_mb", ValueRule::UnsignedInt),
-        ("pinned_max_round_threshold_mb", ValueRule::UnsignedInt),
+        ("max_non_split_rounding_mb", ValueRule::CxxUnsigned),
+        ("large_segment_size_mb", ValueRule::CxxUnsigned),
+        ("pinned_max_cached_size_mb", ValueRule::CxxUnsigned),
+        ("pinned_max_round_threshold_mb", ValueRule::CxxUnsigned),
         ("throw_on_npumalloc_oom", ValueRule::Bool),
     ];
     let mut i = 0;
