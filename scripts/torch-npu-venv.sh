@@ -6,6 +6,10 @@
 #   scripts/torch-npu-venv.sh 2.10   # torch 2.10.0 + torch-npu 2.10.0.post4 (what vllm-ascend pins)
 #   scripts/torch-npu-venv.sh 2.5    # torch 2.5.1  + torch-npu 2.5.1 (older deployments)
 #   scripts/torch-npu-venv.sh 2.14   # torch 2.14.0 + torch-npu 2.14.0 (the newest), on a CPU-only torch
+#   scripts/torch-npu-venv.sh 2.7    # any other line: its newest release with a wheel for
+#                                    # this Python (from crates/common/data/torch-npu-lines.json)
+#                                    # and the torch it pins (CPU-only from 2.11 on)
+#                                    # (scripts/torch-npu-matrix.sh runs every line)
 #
 # torch-npu 2.11 and newer abort at load next to PyPI's torch, a CUDA build
 # ("Duplicated key 'pinned_reserve_segment_size_mb' ..."), where real Ascend
@@ -23,12 +27,53 @@
 set -euo pipefail
 
 line=${1:-}
+# The Python the environment is made with (torch-npu 2.5.1 has wheels for
+# CPython 3.9-3.11 only, 2.14.0 for 3.10-3.14).
+if [[ -n ${NPU_ALLOC_SHIM_PYTHON:-} ]]; then
+    python=$NPU_ALLOC_SHIM_PYTHON
+else
+    python=python3
+    for candidate in python3.11 python3.10 python3.9; do
+        if command -v "$candidate" >/dev/null; then
+            python=$candidate
+            break
+        fi
+    done
+fi
+# cpu_only: PyPI's torch without its CUDA wheels, made CPU-only (see above).
+cpu_only=1
 case "$line" in
-    2.10) torch=2.10.0 npu=2.10.0.post4 ;;
-    2.5 | 2.5.1) line=2.5 torch=2.5.1 npu=2.5.1 ;;
+    2.10) torch=2.10.0 npu=2.10.0.post4 cpu_only= ;;
+    2.5 | 2.5.1) line=2.5 torch=2.5.1 npu=2.5.1 cpu_only= ;;
     2.14) torch=2.14.0 npu=2.14.0 ;;
+    2.[0-9] | 2.[0-9][0-9])
+        # The line's newest release with a wheel for this Python, from the
+        # survey of the wheels, and the torch its metadata pins.
+        if ! read -r npu torch < <("$python" - "$line" "$(dirname "$0")/../crates/common/data/torch-npu-lines.json" <<'PY'
+import json, re, sys
+line, survey = sys.argv[1], json.load(open(sys.argv[2]))
+tag = "cp%d%d" % sys.version_info[:2]
+found = [v for v in survey["versions"]
+         if v["line"] == line and not v["prerelease"] and tag in v["pypi_python_tags"] and v.get("requires_torch")]
+if found:
+    newest = found[-1]
+    torch = re.search(r"(\d+\.\d+\.\d+)", newest["requires_torch"]).group(1)
+    print(newest["version"], torch)
+PY
+        ); then
+            echo "torch-npu-venv: line $line has no release with a wheel for $("$python" -V 2>&1)" \
+                "(crates/common/data/torch-npu-lines.json)" >&2
+            exit 1
+        fi
+        # Up to 2.10 torch_npu loads next to PyPI's CUDA torch, as 2.5 and 2.10
+        # do here (the CPU-only stubs are made for the newer torch: 2.7.1's
+        # libtorch_python asks for symbols they lack).
+        if ((${line#2.} <= 10)); then
+            cpu_only=
+        fi
+        ;;
     *)
-        echo "usage: $0 2.10|2.5|2.14" >&2
+        echo "usage: $0 2.10|2.5|2.14|2.N" >&2
         exit 2
         ;;
 esac
@@ -55,29 +100,19 @@ if complete; then
 fi
 
 # torch-npu 2.5.1 has wheels for CPython 3.9-3.11 only, 2.10.0.post4 for 3.9-3.13,
-# 2.14.0 (and torch 2.14.0) for 3.10-3.14.
-if [[ -n ${NPU_ALLOC_SHIM_PYTHON:-} ]]; then
-    python=$NPU_ALLOC_SHIM_PYTHON
-else
-    python=python3
-    for candidate in python3.11 python3.10 python3.9; do
-        if command -v "$candidate" >/dev/null; then
-            python=$candidate
-            break
-        fi
-    done
-fi
-min_minor=9 max_minor=13
+# 2.14.0 (and torch 2.14.0) for 3.10-3.14; another line was picked for this Python.
+min_minor=9 max_minor=14
 case "$line" in
     2.5) max_minor=11 ;;
-    2.14) min_minor=10 max_minor=14 ;;
+    2.10) max_minor=13 ;;
+    2.14) min_minor=10 ;;
 esac
 if ! "$python" -c "import sys; sys.exit(not (3, $min_minor) <= sys.version_info[:2] <= (3, $max_minor))"; then
     echo "torch-npu-venv: torch-npu $npu needs CPython 3.$min_minor-3.$max_minor; $python is" \
         "$("$python" -V 2>&1). Set NPU_ALLOC_SHIM_PYTHON to one that fits." >&2
     exit 1
 fi
-size=$([[ $line == 2.14 ]] && echo "about 1.1 GB" || echo "about 7 GB")
+size=$([[ -n $cpu_only ]] && echo "about 1.1 GB" || echo "about 7 GB")
 echo "torch-npu-venv: installing $want into $venv with $python ($size, a few minutes)" >&2
 rm -rf "$venv"
 if ! "$python" -m venv "$venv"; then
@@ -85,7 +120,7 @@ if ! "$python" -m venv "$venv"; then
     exit 1
 fi
 pip() { "$venv/bin/python" -m pip --disable-pip-version-check --no-input "$@" >&2; }
-if [[ $line == 2.14 ]]; then
+if [[ -n $cpu_only ]]; then
     # PyPI's torch without the CUDA wheels it asks for (nvidia-*, cuda-*,
     # triton: about 3 GB), then its other requirements as its metadata states
     # them, then made CPU-only so that torch_npu loads next to it.

@@ -40,6 +40,24 @@ pub fn line(name: &'static str) -> Option<&'static Line> {
 /// older line, and the newest (on a CPU-only torch).
 pub const NAMES: [&str; 3] = ["2.10", "2.5", "2.14"];
 
+/// Names one more line for the `line_matrix` tests: scripts/torch-npu-matrix.sh
+/// runs every check on each line PyPI has, one after the other.
+pub const MATRIX_LINE: &str = "NPU_ALLOC_SHIM_TORCH_NPU_LINE";
+
+/// The line `NPU_ALLOC_SHIM_TORCH_NPU_LINE` names (any line the venv script
+/// can install); `None` (after saying so) when it is unset.
+pub fn matrix_line() -> Option<&'static Line> {
+    static LINE: OnceLock<Option<Line>> = OnceLock::new();
+    LINE.get_or_init(|| match std::env::var(MATRIX_LINE) {
+        Ok(name) if !name.is_empty() => prepare(Box::leak(name.into_boxed_str())),
+        _ => {
+            println!("SKIPPED: line_matrix tests: {MATRIX_LINE} names no line (scripts/torch-npu-matrix.sh sets it)");
+            None
+        }
+    })
+    .as_ref()
+}
+
 fn prepare(name: &'static str) -> Option<Line> {
     if let Some(triple) = support::cross_target() {
         // The wheels and the simulated runtime are this machine's; a library
@@ -47,7 +65,8 @@ fn prepare(name: &'static str) -> Option<Line> {
         println!("SKIPPED: torch_npu {name} tests: tests built for {triple}");
         return None;
     }
-    let required = std::env::var("NPU_ALLOC_SHIM_REAL_TORCH_NPU").as_deref() == Ok("1");
+    let required = std::env::var("NPU_ALLOC_SHIM_REAL_TORCH_NPU").as_deref() == Ok("1")
+        || std::env::var(MATRIX_LINE).as_deref() == Ok(name);
     let marker = venv_cache().join(format!("venv-{name}")).join(".npu-alloc-shim-complete");
     if !marker.exists() && !required {
         println!(
