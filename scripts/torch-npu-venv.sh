@@ -143,7 +143,13 @@ else
     # PyPI's torch (it pulls the CUDA runtime wheels: loaded at import, never used).
     # torch_npu's metadata pins the "+cpu" local build that only PyTorch's own
     # index serves, so it goes in with --no-deps; its ABI is the same.
-    pip install --quiet "torch==$torch" pyyaml numpy
+    # torch before 2.3 was built against NumPy 1.x ("A module that was compiled
+    # using NumPy 1.x cannot be run in NumPy 2"), measured on 2.1.0.
+    numpy=numpy
+    if (($(cut -d. -f2 <<<"$torch") < 3)); then
+        numpy="numpy<2"
+    fi
+    pip install --quiet "torch==$torch" pyyaml "$numpy"
     pip install --quiet --no-deps "torch-npu==$npu"
 fi
 # A cheap check that both are there; importing torch_npu needs an Ascend

@@ -42,9 +42,10 @@ def read_tests(log):
     for name, outcome in re.findall(r"test torch_npu::line_matrix::(\w+) \.\.\. (ok|FAILED)", text):
         results[name] = outcome
     for name, message in re.findall(
-        r"thread 'torch_npu::line_matrix::(\w+)' \(\d+\) panicked at [^\n]*\n([^\n]*)", text
+        r"thread 'torch_npu::line_matrix::(\w+)' \(\d+\) panicked at [^\n]*\n((?:[^\n]*\n){1,6})", text
     ):
-        failures[name] = message.strip()[:300]
+        said = [l.strip() for l in message.splitlines() if l.strip() and not re.match(r"\d+: |at ", l.strip())]
+        failures[name] = " ".join(said[:3])[:300]
     dump = re.search(r"memUsageInfo dump on out-of-memory: (true|false)", text)
     return results, failures, dump.group(1) == "true" if dump else None
 

@@ -77,6 +77,9 @@ fn normalize(spec: &'static RuntimeSpec, opts: &Opts, secure: bool, argv: &[Vec<
     };
     let decision = decide::decide(spec, &facts);
     let applied = apply(spec, &decision);
+    if (applied && matches!(decision.action, Action::Set { .. })) || decision.rule == Rule::InheritedApplied {
+        hooks::pooling::note_written(spec);
+    }
     let (var, before) = match &decision.action {
         Action::Set { var, .. } | Action::Undo { var, .. } => {
             (*var, if *var == spec.conf_var { facts.specific } else { facts.generic })

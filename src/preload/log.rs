@@ -66,19 +66,32 @@ pub fn enabled(level: Level) -> bool {
 /// Says `message` now (when its level is on). One `writev`, no allocation,
 /// so it may run inside `dlsym` and hooks.
 pub fn emit(level: Level, message: &str) {
+    emit_parts(level, &[message]);
+}
+
+/// Says the message made of `parts` (at most `MAX_PARTS`), as `emit` does:
+/// for messages built where nothing may be allocated.
+pub fn emit_parts(level: Level, parts: &[&str]) {
+    const MAX_PARTS: usize = 16;
     if !enabled(level) {
         return;
     }
-    let tag: &[u8] = match level {
-        Level::Warn => b"warning: ",
-        _ => b"",
+    let tag: &str = match level {
+        Level::Warn => "warning: ",
+        _ => "",
     };
-    let parts: [&[u8]; 4] = [b"npu-alloc-shim: ", tag, message.as_bytes(), b"\n"];
-    let iov = parts.map(|part| libc::iovec { iov_base: part.as_ptr().cast_mut().cast(), iov_len: part.len() });
-    // SAFETY: every iovec points at an initialised buffer that outlives the
-    // call; a failed or short write only loses the message.
+    let empty = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+    let mut iov = [empty; MAX_PARTS + 3];
+    let mut count = 0;
+    let lines = ["npu-alloc-shim: ", tag].into_iter().chain(parts.iter().copied().take(MAX_PARTS)).chain(["\n"]);
+    for part in lines {
+        iov[count] = libc::iovec { iov_base: part.as_ptr().cast_mut().cast(), iov_len: part.len() };
+        count += 1;
+    }
+    // SAFETY: the first `count` iovecs point at initialised buffers that
+    // outlive the call; a failed or short write only loses the message.
     unsafe {
-        libc::writev(2, iov.as_ptr(), iov.len() as libc::c_int);
+        libc::writev(2, iov.as_ptr(), count as libc::c_int);
     }
 }
 

@@ -20,6 +20,18 @@ pub fn getenv(name: &str) -> Option<Vec<u8>> {
     .flatten()
 }
 
+/// Looks at an environment variable where it is, without copying it (for
+/// `dlsym`, where `malloc` may not be safe to call): `body` gets its bytes.
+pub fn with_env<T>(name: &str, body: impl FnOnce(Option<&[u8]>) -> T) -> Option<T> {
+    with_c_string(name.as_bytes(), |name| {
+        // SAFETY: `name` is a valid C string; getenv returns NULL or a pointer
+        // to a NUL-terminated string in the environment block, read at once.
+        let value = unsafe { libc::getenv(name) };
+        // SAFETY: a non-NULL getenv answer is a NUL-terminated string.
+        body((!value.is_null()).then(|| unsafe { CStr::from_ptr(value) }.to_bytes()))
+    })
+}
+
 /// Sets an environment variable. Callers make sure no other thread runs.
 pub fn setenv(name: &str, value: &[u8]) -> Result<(), String> {
     if holds_nul(value) {

@@ -7,6 +7,7 @@ mod dlopen;
 mod env;
 mod inherit;
 mod log;
+mod pooling;
 mod quiet;
 mod readme;
 mod rules;

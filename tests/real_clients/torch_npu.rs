@@ -491,6 +491,39 @@ fn sleep_mode_from_python_fails_right_after_the_line_that_names_the_switch() {
     assert!(!text(&out.stderr).contains("npu-alloc-shim:"), "{}", text(&out.stderr));
 }
 
+/// Issue 16: under `python -O` the CaMemAllocator's assertion is gone and
+/// the process goes on to make its pool with expandable segments on: when
+/// torch_npu's NPUPluggableAllocator looks the pool's "my_malloc" up, the
+/// library says once more (on real torch_npu 2.10) that this process needs
+/// NPU_ALLOC_SHIM_NORMALIZE=0, before the pool exists.
+#[test]
+fn a_pool_made_without_the_assertion_is_warned_about_before_it_exists() {
+    let Some(line) = line("2.10") else { return };
+    let dir = scratch(line, "camem-pool");
+    let script = support::repo().join("tests/fixtures/camem_assertion.py");
+    let pool = support::probes::pool_allocator();
+    let mut command = python(line, true, &dir, "on");
+    let out = support::run_with_timeout(command.arg("-O").arg(&script).arg(&pool), LIMIT);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(text(&out.stdout).contains("CaMemAllocator created"), "the assertion is dropped");
+    let written = stderr.find("npu-alloc-shim: PYTORCH_NPU_ALLOC_CONF=expandable_segments:True (was unset)");
+    let warned = stderr.find(
+        "npu-alloc-shim: warning: vllm-ascend's CaMemAllocator (sleep mode, vllm_ascend_C) is being set up \
+         (torch looked up \"my_malloc\") while PYTORCH_NPU_ALLOC_CONF has expandable_segments:True",
+    );
+    let made = stderr.find("pluggable allocator made");
+    assert!(written.is_some() && warned.is_some() && made.is_some(), "{stderr}");
+    assert!(written < warned && warned < made, "load's line, the warning, then the pool: {stderr}");
+    assert_eq!(stderr.matches("is being set up").count(), 1, "{stderr}");
+    // With the switch the script's pool is made in silence.
+    let mut command = python(line, true, &dir, "off");
+    command.arg("-O").arg(&script).arg(&pool).env("NPU_ALLOC_SHIM_NORMALIZE", "0");
+    let out = support::run_with_timeout(&mut command, LIMIT);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("npu-alloc-shim:"), "{}", text(&out.stderr));
+}
+
 /// What a short probe allocated, by API, and the device's peaks. Not what
 /// happens at interpreter exit: whether torch_npu's teardown runs before the
 /// runtime writes its counters varies from run to run.

@@ -168,6 +168,16 @@ pub fn dlopen_probe() -> PathBuf {
     crate::compile_c("dlopen_probe", &["tests/fixtures/dlopen_probe.c"], &["-ldl", "-pthread"])
 }
 
+/// A pluggable allocator's shared object (`my_malloc`, `tms_torch_malloc`, ...).
+pub fn pool_allocator() -> PathBuf {
+    crate::compile_c("libpool_allocator.so", &["tests/fixtures/pool_allocator.c"], &["-shared", "-fPIC"])
+}
+
+/// Looks names up in a library with `dlsym`, as ctypes does.
+pub fn pool_lookup() -> PathBuf {
+    crate::compile_c("pool_lookup", &["tests/fixtures/pool_lookup.c"], &["-ldl"])
+}
+
 /// Splits NUL-terminated records.
 pub fn records(stdout: &[u8]) -> Vec<&[u8]> {
     let body = stdout.strip_suffix(b"\0").unwrap_or(stdout);

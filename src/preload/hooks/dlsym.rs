@@ -102,7 +102,11 @@ extern "C" fn decide(handle: *mut c_void, name: *const c_char, out: *mut *mut c_
     } else {
         // SAFETY: dlsym's contract: `name` is a NUL-terminated string.
         let name = unsafe { CStr::from_ptr(name) };
-        hooked_index(name).and_then(|index| lookup(handle, name, index))
+        let hooked = hooked_index(name);
+        if hooked.is_none() {
+            super::pooling::on_lookup(name);
+        }
+        hooked.and_then(|index| lookup(handle, name, index))
     };
     let (answered, value) = match answer {
         Some(value) => (1, value),

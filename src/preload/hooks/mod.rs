@@ -9,6 +9,7 @@ pub mod cuda;
 pub mod dlsym;
 pub mod exports;
 pub mod npu;
+pub mod pooling;
 pub mod real;
 #[cfg(feature = "toy-runtime")]
 pub mod toy;

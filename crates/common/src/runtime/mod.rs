@@ -100,6 +100,11 @@ pub struct RuntimeSpec {
     /// Command-line flags of programs whose allocator pools device memory
     /// itself (sleep mode, memory savers), which keep their configuration.
     pub memory_pool_flags: &'static [&'static str],
+    /// Allocators that pool device memory themselves, installed from Python
+    /// as a pluggable allocator: torch looks their entry point up by name
+    /// (`ctypes` -> `dlsym`), which is when the library can still say that the
+    /// expandable segments it wrote will break them.
+    pub pooling_allocators: &'static [PoolingAllocator],
     /// Other command lines where expandable segments are known to break,
     /// and why (`None`: this one is not).
     pub argv_breakage: fn(argv: &[Vec<u8>]) -> Option<String>,
@@ -146,6 +151,16 @@ pub struct RuntimeSpec {
     pub versions: VersionFacts,
     /// How reports' advice names this runtime's things.
     pub wording: Wording,
+}
+
+/// A self-pooling allocator, known by the allocation function a pluggable
+/// allocator is made from.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolingAllocator {
+    /// The name torch's pluggable allocator looks up (`"my_malloc"`).
+    pub entry: &'static str,
+    /// Who uses it, as messages name it.
+    pub who: &'static str,
 }
 
 /// Names reports' advice uses, in the runtime's own terms.

@@ -5,7 +5,7 @@
 //! nothing in `record/`, `allocconf/` or the CLI's reports names it.
 
 use super::keys::{Conflict, KeySpec, Since, ValueRule};
-use super::{RuntimeSpec, VersionFacts, Wording};
+use super::{PoolingAllocator, RuntimeSpec, VersionFacts, Wording};
 
 static KEYS: [KeySpec; 2] = [
     KeySpec::new("expandable_segments", ValueRule::Bool, Since::Legacy),
@@ -46,6 +46,7 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
     specific_wins: false,
     both_set_note: "torch_toy reads only TOY_ALLOC_CONF",
     memory_pool_flags: &["--toy-pool"],
+    pooling_allocators: &[PoolingAllocator { entry: "toy_pool_malloc", who: "the toy pool" }],
     argv_breakage: |_| None,
     enable_key: "expandable_segments",
     enable_value: "True",

@@ -7,7 +7,7 @@ mod argv;
 pub mod versions;
 
 use super::keys::{Conflict, KeySpec, Since, ValueRule};
-use super::{Placement, RuntimeSpec, VersionFacts, Wording};
+use super::{Placement, PoolingAllocator, RuntimeSpec, VersionFacts, Wording};
 
 /// Keys torch 2.5.1 already knows.
 const LEGACY: Since = Since::Legacy;
@@ -168,6 +168,12 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
         "--vllm-enable-sleep-mode",
         "--enable-memory-saver",
         "--kv-transfer-config",
+    ],
+    // vLLM's CuMemAllocator (cumem_allocator: "my_malloc"/"my_free"),
+    // torch_memory_saver's torch hook mode ("tms_torch_malloc").
+    pooling_allocators: &[
+        PoolingAllocator { entry: "my_malloc", who: "vLLM's CuMemAllocator (sleep mode, cumem_allocator)" },
+        PoolingAllocator { entry: "tms_torch_malloc", who: "torch_memory_saver" },
     ],
     argv_breakage: argv::breakage,
     enable_key: "expandable_segments",

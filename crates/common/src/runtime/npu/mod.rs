@@ -6,7 +6,7 @@
 pub mod versions;
 
 use super::keys::{Conflict, KeySpec, Since, ValueRule};
-use super::{Placement, RuntimeSpec, VersionFacts, Wording};
+use super::{Placement, PoolingAllocator, RuntimeSpec, VersionFacts, Wording};
 
 pub mod survey;
 
@@ -187,6 +187,14 @@ pub static SPEC: RuntimeSpec = RuntimeSpec {
         "--vllm-enable-sleep",
         "--vllm-enable-sleep-mode",
         "--enable-memory-saver",
+    ],
+    // vllm-ascend 0.23.0 device_allocator/camem.py: NPUPluggableAllocator(
+    // vllm_ascend_C, "my_malloc", "my_free"), after the assertion that
+    // `python -O` drops; torch_memory_saver's torch hook mode for NPU:
+    // NPUPluggableAllocator(..., "tms_torch_malloc", "tms_torch_free").
+    pooling_allocators: &[
+        PoolingAllocator { entry: "my_malloc", who: "vllm-ascend's CaMemAllocator (sleep mode, vllm_ascend_C)" },
+        PoolingAllocator { entry: "tms_torch_malloc", who: "torch_memory_saver" },
     ],
     argv_breakage: |_| None,
     enable_key: "expandable_segments",
