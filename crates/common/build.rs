@@ -25,16 +25,23 @@ fn main() {
             .iter()
             .map(|k| k.as_str().expect("key").to_owned())
             .collect();
+        let mut key_bits = 0u64;
         for key in &keys {
             assert!(key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{key:?}");
             if !names.contains(key) {
                 names.push(key.clone());
             }
+            let at = names.iter().position(|name| name == key).expect("just added");
+            assert!(at < 64, "{DATA}: more than 64 keys do not fit SurveyedVersion's key bits");
+            key_bits |= 1 << at;
         }
+        // The name inline, NUL-padded (survey.rs: NAME_LEN).
+        assert!(version.is_ascii() && version.len() < 24, "{DATA}: version name {version:?}");
+        let name: Vec<u8> = version.bytes().chain(std::iter::repeat(0)).take(24).collect();
         let flag = |value: &Value| value.as_bool().unwrap_or(false);
         writeln!(
             rows,
-            "    SurveyedVersion {{ version: {version:?}, prerelease: {}, keys: &{keys:?}, has_expandable_segments: {}, \
+            "    SurveyedVersion {{ name: {name:?}, prerelease: {}, key_bits: {key_bits:#x}, has_expandable_segments: {}, \
              reads_generic_variable: {}, both_set_error: {} }},",
             flag(&entry["prerelease"]),
             flag(&entry["has_expandable_segments"]),

@@ -89,8 +89,16 @@ pub fn is_secure() -> bool {
 /// The command line. std keeps the `argv` glibc hands every constructor
 /// (also those of a library loaded later by `dlopen`), so this reads no file:
 /// a `/proc` read is several system calls, paid by every process at start.
+/// A loop, not `collect`: the generic `from_iter` it would instantiate lies
+/// outside the start path's text (src/preload/start_path.ld).
 pub fn argv() -> Vec<Vec<u8>> {
-    std::env::args_os().map(|arg| arg.into_encoded_bytes()).filter(|a| !a.is_empty()).collect()
+    let mut argv = Vec::new();
+    for arg in std::env::args_os().map(|arg| arg.into_encoded_bytes()) {
+        if !arg.is_empty() {
+            argv.push(arg);
+        }
+    }
+    argv
 }
 
 /// Number of threads in this process, `None` when it cannot be told.

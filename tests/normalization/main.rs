@@ -12,5 +12,6 @@ mod quiet;
 mod readme;
 mod rules;
 mod secure;
+mod start_cost;
 mod switches;
 mod vllm_ascend;

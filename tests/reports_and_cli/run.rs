@@ -38,10 +38,6 @@ fn canonical_library() -> PathBuf {
     std::fs::canonicalize(support::library()).expect("library path")
 }
 
-fn noop_preload() -> PathBuf {
-    support::compile_c("noop_preload.so", &["tests/fixtures/noop_preload.c"], &["-shared", "-fPIC"])
-}
-
 #[test]
 fn the_exit_status_passes_through() {
     for code in [0, 1, 7, 126, 255] {
@@ -84,7 +80,7 @@ fn the_library_next_to_the_binary_is_preloaded_and_normalizes() {
 
 #[test]
 fn an_existing_ld_preload_is_kept_after_the_library() {
-    let noop = noop_preload();
+    let noop = support::probes::noop_preload();
     let lib = canonical_library();
     let cases = [
         (noop.display().to_string(), format!("{}:{}", lib.display(), noop.display())),

@@ -173,6 +173,16 @@ pub fn pool_allocator() -> PathBuf {
     crate::compile_c("libpool_allocator.so", &["tests/fixtures/pool_allocator.c"], &["-shared", "-fPIC"])
 }
 
+/// Counts the page faults a program takes at start, with and without a preload.
+pub fn start_faults() -> PathBuf {
+    crate::compile_c("start_faults", &["tests/fixtures/start_faults.c"], &[])
+}
+
+/// A shared object that does nothing (the floor any preload costs).
+pub fn noop_preload() -> PathBuf {
+    crate::compile_c("noop_preload.so", &["tests/fixtures/noop_preload.c"], &["-shared", "-fPIC"])
+}
+
 /// Looks names up in a library with `dlsym`, as ctypes does.
 pub fn pool_lookup() -> PathBuf {
     crate::compile_c("pool_lookup", &["tests/fixtures/pool_lookup.c"], &["-ldl"])

@@ -6,18 +6,45 @@
 use crate::runtime::keys::Acceptance;
 use crate::version::Version;
 
-/// One surveyed version.
+/// One surveyed version. Holds no pointer (the name inline, the keys as bits
+/// of `KEY_NAMES`), so the table lies in read-only data that the loader does
+/// not relocate: every process that loads the library would otherwise write
+/// its pages at start (src/preload/start_path.ld).
 pub struct SurveyedVersion {
-    pub version: &'static str,
+    /// The version, padded with NULs.
+    name: [u8; NAME_LEN],
     pub prerelease: bool,
-    pub keys: &'static [&'static str],
+    /// Bit `i`: the version knows `KEY_NAMES[i]`.
+    key_bits: u64,
     pub has_expandable_segments: bool,
     pub reads_generic_variable: bool,
     /// "Both PYTORCH_NPU_ALLOC_CONF and PYTORCH_ALLOC_CONF have been set".
     pub both_set_error: bool,
 }
 
+/// Room for the longest version name ("2.10.0.post7", "2.6.0rc1").
+const NAME_LEN: usize = 24;
+
 include!(concat!(env!("OUT_DIR"), "/torch_npu_survey.rs"));
+
+impl SurveyedVersion {
+    /// The version as PyPI spells it.
+    pub fn version(&self) -> &str {
+        let len = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        // build.rs writes ASCII names only.
+        std::str::from_utf8(&self.name[..len]).unwrap_or_default()
+    }
+
+    /// Whether this version's parser knows `key`.
+    pub fn knows(&self, key: &str) -> bool {
+        KEY_NAMES.iter().position(|known| *known == key).is_some_and(|at| self.key_bits & (1 << at) != 0)
+    }
+
+    /// How many keys this version's parser knows.
+    pub fn key_count(&self) -> u32 {
+        self.key_bits.count_ones()
+    }
+}
 
 /// Surveyed releases (no release candidates).
 fn releases() -> impl Iterator<Item = &'static SurveyedVersion> {
@@ -27,24 +54,24 @@ fn releases() -> impl Iterator<Item = &'static SurveyedVersion> {
 /// The surveyed entry of exactly this version.
 pub fn exactly(installed: &Version) -> Option<&'static SurveyedVersion> {
     let wanted = installed.as_str().split('+').next().unwrap_or_default();
-    VERSIONS.iter().find(|v| v.version == wanted)
+    VERSIONS.iter().find(|v| v.version() == wanted)
 }
 
 /// The surveyed releases of the installed version's line (2.10.x for 2.10.0.post9).
 fn same_line(installed: &Version) -> impl Iterator<Item = &'static SurveyedVersion> + '_ {
-    releases().filter(move |v| Version::parse(v.version).is_some_and(|s| s.line() == installed.line()))
+    releases().filter(move |v| Version::parse(v.version()).is_some_and(|s| s.line() == installed.line()))
 }
 
 /// Whether the installed torch_npu knows `key`: exactly, when its version
 /// was surveyed; else from its line's releases (all know it, none, or some).
 pub fn acceptance(installed: &Version, key: &str) -> Acceptance {
     if let Some(entry) = exactly(installed) {
-        return if entry.keys.contains(&key) { Acceptance::Accepted } else { Acceptance::Rejected };
+        return if entry.knows(key) { Acceptance::Accepted } else { Acceptance::Rejected };
     }
     let (mut knowing, mut all) = (0, 0);
     for entry in same_line(installed) {
         all += 1;
-        knowing += usize::from(entry.keys.contains(&key));
+        knowing += usize::from(entry.knows(key));
     }
     match (knowing, all) {
         (_, 0) => Acceptance::MayBeRejected,
@@ -56,7 +83,7 @@ pub fn acceptance(installed: &Version, key: &str) -> Acceptance {
 
 /// Which releases know `key`, in a few words.
 pub fn describe(key: &str) -> String {
-    let knowing: Vec<&str> = releases().filter(|v| v.keys.contains(&key)).map(|v| v.version).collect();
+    let knowing: Vec<&str> = releases().filter(|v| v.knows(key)).map(|v| v.version()).collect();
     let total = releases().count();
     match (knowing.first(), knowing.last()) {
         (Some(first), Some(last)) if knowing.len() == total => format!("every torch_npu release ({first} to {last})"),
@@ -84,8 +111,8 @@ mod tests {
     #[test]
     fn the_survey_holds_what_the_real_wheels_were_seen_to_do() {
         // Checked on the real parsers (tests/real_clients/torch_npu.rs).
-        assert_eq!(exactly(&v("2.5.1")).unwrap().keys.len(), 5);
-        assert_eq!(exactly(&v("2.10.0.post4")).unwrap().keys.len(), 13);
+        assert_eq!(exactly(&v("2.5.1")).unwrap().key_count(), 5);
+        assert_eq!(exactly(&v("2.10.0.post4")).unwrap().key_count(), 13);
         for key in ["pinned_max_cached_size_mb", "pinned_max_round_threshold_mb", "throw_on_npumalloc_oom"] {
             assert_eq!(acceptance(&v("2.14.0"), key), Acceptance::Accepted, "{key}");
             assert_eq!(acceptance(&v("2.10.0.post4"), key), Acceptance::Rejected, "{key}");
