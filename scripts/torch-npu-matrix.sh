@@ -25,6 +25,9 @@ cd "$(dirname "$0")/.."
 log() { printf 'torch-npu-matrix: %s\n' "$*" >&2; }
 
 results=docs/torch-npu-matrix.json
+# Every verdict of every line's parser, which crates/common's tests hold the
+# value rules to (crates/common/tests/probed_values.rs).
+values=crates/common/data/torch-npu-values.json
 table=docs/torch-npu-lines.md
 survey=crates/common/data/torch-npu-lines.json
 python=${NPU_ALLOC_SHIM_PYTHON:-$(command -v python3.11 || command -v python3)}
@@ -51,7 +54,7 @@ for line in "${lines[@]}"; do
     if ! venv=$(NPU_ALLOC_SHIM_VENV_CACHE=$cache scripts/torch-npu-venv.sh "$line" 2>"$work/venv.log"); then
         log "line $line: not hosted: $(tail -n 1 "$work/venv.log")"
         "$python" scripts/lib/torch_npu_matrix.py record "$results" "$line" not-hostable $(($(date +%s) - started)) \
-            "" "" "$work/venv.log" "" ""
+            "" "" "$work/venv.log" "" "" "$values"
         continue
     fi
     read -r npu torch < <("$venv/bin/python" -c \
@@ -68,7 +71,7 @@ for line in "${lines[@]}"; do
         grep -E "panicked|build.sh|Error|error" "$work/test.log" | tail -n 1 >"$work/venv.log"
     fi
     "$python" scripts/lib/torch_npu_matrix.py record "$results" "$line" "$status" $(($(date +%s) - started)) \
-        "$work/test.log" "$fixtures/value-rules-$line.json" "$work/venv.log" "$npu" "$torch"
+        "$work/test.log" "$fixtures/value-rules-$line.json" "$work/venv.log" "$npu" "$torch" "$values"
     mkdir -p target/torch-npu-matrix && cp "$work/test.log" "target/torch-npu-matrix/test-$line.log"
     if [[ -z $keep ]]; then
         rm -rf "$cache/venv-$line" "$fixtures/sim-runtime-$line"

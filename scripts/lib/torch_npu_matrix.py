@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Keeps the results of scripts/torch-npu-matrix.sh and renders their table.
 
-    torch_npu_matrix.py record RESULTS LINE STATUS SECONDS TEST_LOG VALUE_RULES VENV_LOG NPU TORCH
+    torch_npu_matrix.py record RESULTS LINE STATUS SECONDS TEST_LOG VALUE_RULES VENV_LOG NPU TORCH VALUES
     torch_npu_matrix.py render RESULTS MARKDOWN
 
 `record` replaces LINE's entry in RESULTS (JSON, created when missing) with
@@ -9,7 +9,8 @@ what one run found: STATUS is "ran" or "not-hostable"; TEST_LOG is cargo's
 output for the line_matrix tests, VALUE_RULES the value-rules-LINE.json the
 value-rule check wrote, VENV_LOG the venv script's stderr (its last line is
 the reason a line could not be hosted), NPU and TORCH the versions
-installed ("" when none). `render` rewrites the part of
+installed ("" when none), VALUES the file that keeps every line's verdicts
+(crates/common/data/torch-npu-values.json). `render` rewrites the part of
 MARKDOWN between the matrix markers from RESULTS.
 """
 
@@ -65,7 +66,21 @@ def read_rules(path):
     }
 
 
-def record(results_path, line, status, seconds, test_log=None, rules=None, venv_log=None, npu=None, torch=None):
+def record_verdicts(values_path, line, rules, npu):
+    """Keeps every verdict of LINE's parser (value -> "accepted" or its
+    error) in VALUES, the data crates/common's tests hold the value rules to."""
+    path = pathlib.Path(values_path)
+    data = json.loads(path.read_text()) if path.exists() else {"lines": {}}
+    if not rules or not pathlib.Path(rules).exists():
+        data["lines"].pop(line, None)
+    else:
+        rows = json.loads(pathlib.Path(rules).read_text())
+        data["lines"][line] = {"torch_npu": npu, "verdicts": {r["value"]: r["verdict"] for r in rows}}
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def record(results_path, line, status, seconds, test_log=None, rules=None, venv_log=None, npu=None, torch=None,
+           values_path=None):
     path = pathlib.Path(results_path)
     results = json.loads(path.read_text()) if path.exists() else {"lines": {}}
     entry = {"status": status, "seconds": int(float(seconds))}
@@ -83,6 +98,8 @@ def record(results_path, line, status, seconds, test_log=None, rules=None, venv_
         entry["failures"] = failures
         entry["oom_dump"] = dump
         entry["value_rules"] = read_rules(rules)
+    if values_path:
+        record_verdicts(values_path, line, rules if status == "ran" else None, npu)
     results["lines"][line] = entry
     path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
 

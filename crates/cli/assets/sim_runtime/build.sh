@@ -26,8 +26,10 @@ cc -shared -fPIC -O1 -g -Wall -Werror -o "$tmp/libascendcl.so" -Wl,-soname,libas
     "$here/sim_acl.c" "$tmp/stubs.c" -lpthread
 
 # Linked by torch_npu's libraries (readelf -d), and opened by name by its
-# FunctionLoader.
-others=(libhccl libacl_op_compiler libge_runner libgraph libacl_tdt_channel)
+# FunctionLoader; libopapi (the aclnn operators) because torch_npu 2.6 raises
+# at import without it ("libopapi.so: cannot open shared object file", from
+# _get_silent_check_version), as every CANN install has it.
+others=(libhccl libacl_op_compiler libge_runner libgraph libacl_tdt_channel libopapi)
 echo '/* a name only: every symbol comes from libascendcl.so */' >"$tmp/empty.c"
 for lib in "${others[@]}"; do
     # --no-as-needed: the dependency is the whole point, keep it.
