@@ -134,6 +134,18 @@ macro_rules! hook_body {
         /// # Safety
         /// The runtime function's own contract.
         pub unsafe extern "C" fn body($($arg: $ty,)* caller: usize) -> $ret {
+            $crate::preload::hooks::exports::forward_untraced!(api::$name; Real; ($($arg),*));
+            // SAFETY: the same arguments and contract, passed on.
+            unsafe { traced($($arg,)* caller) }
+        }
+
+        /// Everything but the untraced call: recording, a first lookup, a
+        /// function the runtime lacks.
+        ///
+        /// # Safety
+        /// The runtime function's own contract.
+        #[inline(never)]
+        unsafe extern "C" fn traced($($arg: $ty,)* caller: usize) -> $ret {
             // SAFETY: forwarding the caller's own arguments to the real function.
             let forward = real().map(|real| move || unsafe { real($($arg),*) });
             let size = $crate::preload::hooks::exports::bytes($size);
@@ -158,6 +170,21 @@ macro_rules! placement_of {
     ($spec:expr; $name:ident; $kind:ident) => {
         // SAFETY: the caller's own argument, which the real function reads too.
         ($spec.placement)(api::$name, unsafe { $crate::preload::hooks::exports::MemoryKind::kind($kind) })
+    };
+}
+
+/// With tracing off and the real function found, returns what it returns:
+/// a test and a jump, before anything that needs a frame (the rest of the
+/// hook is a separate function, reached by a tail call).
+macro_rules! forward_untraced {
+    ($index:expr; $real:ty; ($($arg:ident),*)) => {
+        if !$crate::preload::record::tracing()
+            // SAFETY: `$real` is this hook's C signature.
+            && let Some(real) = unsafe { $crate::preload::hooks::real::found::<$real>($index) }
+        {
+            // SAFETY: forwarding the caller's own arguments to the real function.
+            return unsafe { real($($arg),*) };
+        }
     };
 }
 
@@ -189,9 +216,16 @@ macro_rules! hook_export {
         /// # Safety
         /// The runtime function's own contract.
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
-            // SAFETY: forwarding the caller's own arguments to the real function.
-            let forward = $name::real().map(|real| move || unsafe { real($($arg),*) });
-            $crate::preload::hooks::exports::free(api::$name, forward, $pointer as usize, &$queries, $spec.unresolved_code)
+            /// Everything but the untraced call (see `hook_body`).
+            #[inline(never)]
+            unsafe extern "C" fn traced($($arg: $ty),*) -> $ret {
+                // SAFETY: forwarding the caller's own arguments to the real function.
+                let forward = $name::real().map(|real| move || unsafe { real($($arg),*) });
+                $crate::preload::hooks::exports::free(api::$name, forward, $pointer as usize, &$queries, $spec.unresolved_code)
+            }
+            $crate::preload::hooks::exports::forward_untraced!(api::$name; $name::Real; ($($arg),*));
+            // SAFETY: the same arguments and contract, passed on.
+            unsafe { traced($($arg),*) }
         }
     };
     (call; $spec:expr; $queries:expr; $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; ($($bytes:ident)?)) => {
@@ -199,10 +233,17 @@ macro_rules! hook_export {
         /// # Safety
         /// The runtime function's own contract.
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
-            // SAFETY: forwarding the caller's own arguments to the real function.
-            let forward = $name::real().map(|real| move || unsafe { real($($arg),*) });
-            let bytes = 0 $( + $crate::preload::hooks::exports::bytes($bytes) )?;
-            $crate::preload::hooks::exports::call(api::$name, forward, bytes, &$queries, $spec.unresolved_code)
+            /// Everything but the untraced call (see `hook_body`).
+            #[inline(never)]
+            unsafe extern "C" fn traced($($arg: $ty),*) -> $ret {
+                // SAFETY: forwarding the caller's own arguments to the real function.
+                let forward = $name::real().map(|real| move || unsafe { real($($arg),*) });
+                let bytes = 0 $( + $crate::preload::hooks::exports::bytes($bytes) )?;
+                $crate::preload::hooks::exports::call(api::$name, forward, bytes, &$queries, $spec.unresolved_code)
+            }
+            $crate::preload::hooks::exports::forward_untraced!(api::$name; $name::Real; ($($arg),*));
+            // SAFETY: the same arguments and contract, passed on.
+            unsafe { traced($($arg),*) }
         }
     };
     (set_device; $spec:expr; $queries:expr; $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; ($device:ident)) => {
@@ -237,7 +278,7 @@ macro_rules! hook_export {
     (@address $action:ident $name:ident) => { Some($name as *const () as *mut c_void) };
 }
 
-pub(crate) use {caller_register, hook_body, hook_export, hook_functions, placement_of, stand_in};
+pub(crate) use {caller_register, forward_untraced, hook_body, hook_export, hook_functions, placement_of, stand_in};
 
 /// A size argument (`size_t` or `uint64_t`) as recorded.
 #[inline(always)]

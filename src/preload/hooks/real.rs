@@ -36,6 +36,18 @@ pub unsafe fn typed<F: Copy>(index: usize) -> Option<F> {
     get(index).map(|p| unsafe { std::mem::transmute_copy::<*mut c_void, F>(&p) })
 }
 
+/// The real function of hook `index` if it was found already (one load, no
+/// lookup): the hooks' path with tracing off.
+///
+/// # Safety
+/// `F` must be the C signature of hook `index`.
+#[inline(always)]
+pub unsafe fn found<F: Copy>(index: usize) -> Option<F> {
+    let pointer = REAL[index].load(Ordering::Acquire);
+    // SAFETY: as `typed`.
+    (!pointer.is_null()).then(|| unsafe { std::mem::transmute_copy::<*mut c_void, F>(&pointer) })
+}
+
 /// The real function of hook `index`, found on first use.
 #[inline]
 pub fn get(index: usize) -> Option<*mut c_void> {

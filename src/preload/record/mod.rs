@@ -173,6 +173,13 @@ impl Drop for Scope {
     }
 }
 
+/// Whether this process records (NPU_ALLOC_SHIM_TRACE): the hooks' first
+/// test, before anything else, so that with tracing off they only forward.
+#[inline(always)]
+pub fn tracing() -> bool {
+    TRACING.load(Relaxed)
+}
+
 /// Starts recording one hooked call; `None` when tracing is off or the call
 /// is nested inside another hooked call (a runtime calling itself).
 #[inline(always)]
