@@ -9,7 +9,7 @@
 //! everything is said at once, where it happens.
 
 use common::allocconf::decide::Level;
-use common::runtime::{RUNTIMES, RuntimeSpec};
+use common::runtime::RuntimeSpec;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -122,7 +122,7 @@ fn hold_as(runtime: Option<usize>, level: Level, message: &str) {
 }
 
 fn runtime_index(spec: &RuntimeSpec) -> Option<usize> {
-    RUNTIMES.iter().position(|known| std::ptr::eq(*known, spec)).filter(|&i| i < 8)
+    common::runtime::position(spec).filter(|&i| i < 8)
 }
 
 /// Says the held messages about `spec` (and those about no runtime in

@@ -9,15 +9,7 @@ use std::ffi::CStr;
 /// environment lock (the constructor runs before anyone else could hold it,
 /// and a late `dlopen` must not wait on it).
 pub fn getenv(name: &str) -> Option<Vec<u8>> {
-    with_c_string(name.as_bytes(), |name| {
-        // SAFETY: `name` is a valid C string; getenv returns NULL or a pointer
-        // to a NUL-terminated string in the environment block, copied here.
-        unsafe {
-            let value = libc::getenv(name);
-            (!value.is_null()).then(|| CStr::from_ptr(value).to_bytes().to_vec())
-        }
-    })
-    .flatten()
+    with_env(name, |value| value.map(<[u8]>::to_vec)).flatten()
 }
 
 /// Looks at an environment variable where it is, without copying it (for

@@ -14,9 +14,11 @@ use std::collections::BTreeSet;
 
 const DATA: &str = include_str!("../data/torch-npu-values.json");
 
-/// The keys whose accepted values the library leaves alone on purpose: they
-/// conflict with expandable segments, or set it.
-const LEFT_ALONE: [&str; 3] = ["max_split_size_mb", "garbage_collection_threshold", "expandable_segments"];
+/// Whether the library leaves `key`'s accepted values alone on purpose: it
+/// conflicts with expandable segments, or sets it.
+fn left_alone(key: &str) -> bool {
+    key == SPEC.enable_key || SPEC.conflicts.iter().any(|conflict| conflict.key == key)
+}
 
 /// (line, torch_npu version, config, verdict) for every probe.
 fn verdicts() -> Vec<(String, String, String, String)> {
@@ -44,7 +46,7 @@ fn every_value_a_line_accepts_gets_expandable_segments_unless_it_conflicts() {
     let mut accepted = 0;
     for (line, version, config, verdict) in &all {
         let key = config.split(':').next().unwrap_or_default();
-        if verdict != "accepted" || LEFT_ALONE.contains(&key) {
+        if verdict != "accepted" || left_alone(key) {
             continue;
         }
         accepted += 1;

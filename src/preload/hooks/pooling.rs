@@ -7,7 +7,7 @@
 
 use crate::preload::{log, process};
 use common::allocconf::decide::Level;
-use common::runtime::{RUNTIMES, RuntimeSpec};
+use common::runtime::{RUNTIMES, RuntimeSpec, position};
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
@@ -16,10 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 static WRITTEN: [AtomicBool; RUNTIMES.len()] = [const { AtomicBool::new(false) }; RUNTIMES.len()];
 /// Per runtime: the warning was said.
 static WARNED: [AtomicBool; RUNTIMES.len()] = [const { AtomicBool::new(false) }; RUNTIMES.len()];
-
-fn position(spec: &RuntimeSpec) -> Option<usize> {
-    RUNTIMES.iter().position(|known| std::ptr::eq(*known, spec))
-}
 
 /// Called at load when the decision left the library's expandable segments
 /// in `spec`'s variable.

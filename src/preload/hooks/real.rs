@@ -31,9 +31,8 @@ pub fn offer(index: usize, pointer: *mut c_void) -> bool {
 /// `F` must be the C signature of hook `index`.
 #[inline(always)]
 pub unsafe fn typed<F: Copy>(index: usize) -> Option<F> {
-    // SAFETY: data and function pointers have the same size here; the caller
-    // guarantees the signature.
-    get(index).map(|p| unsafe { std::mem::transmute_copy::<*mut c_void, F>(&p) })
+    // SAFETY: the caller's guarantee, passed on.
+    get(index).map(|pointer| unsafe { cast(pointer) })
 }
 
 /// The real function of hook `index` if it was found already (one load, no
@@ -43,19 +42,32 @@ pub unsafe fn typed<F: Copy>(index: usize) -> Option<F> {
 /// `F` must be the C signature of hook `index`.
 #[inline(always)]
 pub unsafe fn found<F: Copy>(index: usize) -> Option<F> {
+    // SAFETY: the caller's guarantee, passed on.
+    known(index).map(|pointer| unsafe { cast(pointer) })
+}
+
+/// A function pointer as the typed pointer `F`.
+///
+/// # Safety
+/// `F` must be the pointed-to function's C signature.
+#[inline(always)]
+unsafe fn cast<F: Copy>(pointer: *mut c_void) -> F {
+    // SAFETY: data and function pointers have the same size here; the caller
+    // guarantees the signature.
+    unsafe { std::mem::transmute_copy::<*mut c_void, F>(&pointer) }
+}
+
+/// The real function of hook `index` if known.
+#[inline(always)]
+fn known(index: usize) -> Option<*mut c_void> {
     let pointer = REAL[index].load(Ordering::Acquire);
-    // SAFETY: as `typed`.
-    (!pointer.is_null()).then(|| unsafe { std::mem::transmute_copy::<*mut c_void, F>(&pointer) })
+    (!pointer.is_null()).then_some(pointer)
 }
 
 /// The real function of hook `index`, found on first use.
 #[inline]
 pub fn get(index: usize) -> Option<*mut c_void> {
-    let pointer = REAL[index].load(Ordering::Acquire);
-    if !pointer.is_null() {
-        return Some(pointer);
-    }
-    resolve(index)
+    known(index).or_else(|| resolve(index))
 }
 
 #[cold]

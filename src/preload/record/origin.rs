@@ -27,18 +27,14 @@ pub fn argv() -> &'static [Vec<u8>] {
     ARGV.get().map_or(&[], Vec::as_slice)
 }
 
-fn position(spec: &RuntimeSpec) -> Option<usize> {
-    RUNTIMES.iter().position(|known| std::ptr::eq(*known, spec))
-}
-
 pub fn set_config(spec: &'static RuntimeSpec, config: ConfigRecord) {
-    if let Some(at) = position(spec) {
+    if let Some(at) = runtime::position(spec) {
         CONFIGS[at].set(config);
     }
 }
 
 pub fn config(spec: &'static RuntimeSpec) -> Option<&'static ConfigRecord> {
-    CONFIGS[position(spec)?].get()
+    CONFIGS[runtime::position(spec)?].get()
 }
 
 /// The runtime a recording is about: the first whose hooks were called

@@ -271,6 +271,11 @@ pub fn primary() -> &'static RuntimeSpec {
     RUNTIMES[0]
 }
 
+/// Where `spec` stands in `RUNTIMES` (the index of per-runtime tables).
+pub fn position(spec: &RuntimeSpec) -> Option<usize> {
+    RUNTIMES.iter().position(|known| std::ptr::eq(*known, spec))
+}
+
 /// A runtime by the name its recordings carry (`"npu"`).
 pub fn by_name(name: &str) -> Option<&'static RuntimeSpec> {
     RUNTIMES.iter().copied().find(|spec| spec.name == name)
